@@ -1,0 +1,406 @@
+// Selective-scan backward kernel with recomputation, its reduction kernels and launch template (instantiated per
+// dtype in selective_scan_bwd_<dtype>.cu). Semantics: native/params.h. Reads the forward inputs, dout (batch, dim,
+// L), the fp32 checkpoints (batch, dim, n_ckpt, dstate) and optional dlast_state (batch, dim, dstate); writes du,
+// ddelta, dz (batch, dim, L), dB/dC (like B/C), dA (dim, dstate), dD, ddelta_bias (dim), dinitial_state.
+//
+// Same work split as the forward: warp = channel, lane = kItems steps, chunks walked last to first. Per chunk and
+// state the warp recomputes the decays once, re-runs the forward scan from the chunk checkpoint (a shuffle scan,
+// all in registers), then runs the adjoint scan g_t = C_t*dy_t + a_{t+1}*g_{t+1} backwards with the same
+// registers. du, ddelta and dz accumulate over states in registers. dB/dC (shared by the channels of a group)
+// are summed over the block's warps in shared memory in a fixed order, then over blocks either by fp32 atomics
+// into a workspace accumulator (default) or into per-tile partial buffers reduced in a fixed order
+// (deterministic). Per-channel sums over the batch (dA, dD, ddelta_bias, time-invariant dB/dC) always go through
+// per-batch partial buffers reduced in a fixed order, so they are bitwise repeatable in both modes.
+#pragma once
+#include <stdexcept>
+#include <string>
+#include "selective_scan_common.cuh"
+
+namespace mamba {
+namespace ss {
+
+// Scratch of the backward, carved out of the caller's workspace (all fp32).
+struct BwdWorkspace {
+  float* dA_part;   // (batch, dim, dstate)
+  float* dBi_part;  // (batch, dim, dstate) time-invariant B only
+  float* dCi_part;  // (batch, dim, dstate) time-invariant C only
+  float* dD_part;   // (batch, dim)
+  float* ddb_part;  // (batch, dim)
+  float* dB_acc;    // variable B: (batch, G, dstate, L) accumulator, or (tiles, batch, G, dstate, L) if deterministic
+  float* dC_acc;    // same for C
+  size_t bc_elems;  // elements of one dB_acc / dC_acc
+};
+
+inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
+
+// Lays the workspace out from `base` (nullptr: only computes the size). Returns the total bytes.
+inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, BwdWorkspace* ws) {
+  const size_t bdn = static_cast<size_t>(p.batch) * p.dim * p.dstate;
+  const size_t bd = static_cast<size_t>(p.batch) * p.dim;
+  const size_t bgnl = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
+  const size_t bc = p.deterministic ? bgnl * tiles_per_group(p) : bgnl;
+  const size_t sizes[7] = {bdn, p.is_variable_B ? 0 : bdn, p.is_variable_C ? 0 : bdn, bd, bd,
+                           p.is_variable_B ? bc : 0, p.is_variable_C ? bc : 0};
+  float* ptrs[7];
+  size_t off = 0;
+  for (int i = 0; i < 7; ++i) {
+    ptrs[i] = (base != nullptr && sizes[i] > 0) ? reinterpret_cast<float*>(base + off) : nullptr;
+    off += align_up(sizes[i] * sizeof(float));
+  }
+  if (ws != nullptr) *ws = BwdWorkspace{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], bc};
+  return off;
+}
+
+// Dynamic shared memory of the backward (floats): B and C slabs, the double-buffered dB/dC reduction buffer
+// (2, kWarps, 2, kChunk), then eight per-warp (kWarps, dstate) arrays.
+inline size_t bwd_smem_bytes(int dstate) {
+  return sizeof(float) * (2 * kSlab * kChunk + 2 * kWarps * 2 * kChunk + 8 * kWarps * static_cast<size_t>(dstate));
+}
+
+template <class Io>
+__global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
+  using raw = typename Io::raw;
+  extern __shared__ float4 smem_f4[];
+  float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
+  float* sC = sB + kSlab * kChunk;                // (kSlab, kChunk)
+  float* sRed = sC + kSlab * kChunk;              // (2, kWarps, 2, kChunk) per-warp dB/dC of one state
+  const int N = p.dstate, L = p.seqlen;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* sA = sRed + 2 * kWarps * 2 * kChunk + warp * N;  // (N) A of this warp's channel
+  float* sRc = sA + kWarps * N;    // (N) adjoint entering the current chunk from the right
+  float* sH = sRc + kWarps * N;    // (N) checkpoint: state before the current chunk
+  float* sdA = sH + kWarps * N;    // (N) dA of this (b, d)
+  float* sdBi = sdA + kWarps * N;  // (N) time-invariant dB of this (b, d)
+  float* sdCi = sdBi + kWarps * N;
+  float* sBi = sdCi + kWarps * N;  // (N) time-invariant B of this channel
+  float* sCi = sBi + kWarps * N;
+
+  const ChannelTile ct(p);
+  const size_t bd = static_cast<size_t>(ct.b) * p.dim + ct.d;
+  const size_t row = bd * L;
+  const int n_ckpt = num_chunks(L);
+
+  for (int n = lane; n < N; n += 32) {
+    sA[n] = ct.active ? p.A[static_cast<size_t>(ct.d) * N + n] : 0.f;
+    sRc[n] = (ct.active && p.dlast_state != nullptr) ? p.dlast_state[bd * N + n] : 0.f;
+    sdA[n] = sdBi[n] = sdCi[n] = 0.f;
+    sBi[n] = (ct.active && !p.is_variable_B) ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n]) : 0.f;
+    sCi[n] = (ct.active && !p.is_variable_C) ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n]) : 0.f;
+  }
+  const float D = (ct.active && p.has_D) ? p.D[ct.d] : 0.f;
+  const float bias = (ct.active && p.has_delta_bias) ? p.delta_bias[ct.d] : 0.f;
+
+  const raw* u_row = static_cast<const raw*>(p.u) + row;
+  const raw* dl_row = static_cast<const raw*>(p.delta) + row;
+  const raw* z_row = p.has_z ? static_cast<const raw*>(p.z) + row : nullptr;
+  const raw* dout_row = static_cast<const raw*>(p.dout) + row;
+  raw* du_row = static_cast<raw*>(p.du) + row;
+  raw* ddl_row = static_cast<raw*>(p.ddelta) + row;
+  raw* dz_row = p.has_z ? static_cast<raw*>(p.dz) + row : nullptr;
+  const size_t group_off = (static_cast<size_t>(ct.b) * p.n_groups + ct.g) * N * L;
+  const raw* Bg = static_cast<const raw*>(p.B) + group_off;
+  const raw* Cg = static_cast<const raw*>(p.C) + group_off;
+  // Where this block's per-state dB/dC rows go: the accumulator row of (b, g), or this tile's partial row.
+  const size_t bc_off = (p.deterministic ? static_cast<size_t>(ct.tile) * p.batch * p.n_groups * N * L : 0) + group_off;
+  const bool vec_u = rows_vectorizable(p.u, L), vec_dl = rows_vectorizable(p.delta, L);
+  const bool vec_z = rows_vectorizable(p.z, L), vec_dout = rows_vectorizable(p.dout, L);
+  const bool vec_du = rows_vectorizable(p.du, L), vec_ddl = rows_vectorizable(p.ddelta, L);
+  const bool vec_dz = rows_vectorizable(p.dz, L);
+  const bool vec_B = rows_vectorizable(p.B, L), vec_C = rows_vectorizable(p.C, L);
+  const bool reduce_bc = p.is_variable_B || p.is_variable_C;
+
+  float dD_acc = 0.f, ddb_acc = 0.f;
+  int buf = 0;
+  for (int c = n_ckpt - 1; c >= 0; --c) {
+    const int c0 = c * kChunk;
+    const int t0 = c0 + lane * kItems;
+    __syncwarp();
+    for (int n = lane; n < N; n += 32) sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
+    __syncwarp();
+
+    float u[kItems], dt[kItems], dtu[kItems], dy[kItems], dsp[kItems];
+    float du_acc[kItems], ddtA[kItems], y[kItems];
+    if (ct.active) {
+      load_items<Io>(u_row, t0, L, vec_u, u);
+      load_items<Io>(dl_row, t0, L, vec_dl, dt);
+      load_items<Io>(dout_row, t0, L, vec_dout, dy);
+      if (p.has_z) {
+        float z[kItems];
+        load_items<Io>(z_row, t0, L, vec_z, z);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) dy[i] *= z[i] * sigmoidf_fast(z[i]);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) u[i] = dt[i] = dy[i] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const bool valid = ct.active && t0 + i < L;
+      float x = dt[i] + bias;
+      dsp[i] = 1.f;
+      if (p.delta_softplus) {
+        dsp[i] = sigmoidf_fast(x);
+        x = softplusf(x);
+      }
+      // Padded steps: decay 1, no input, no output gradient; the adjoint passes through unchanged.
+      dt[i] = valid ? x : 0.f;
+      dy[i] = valid ? dy[i] : 0.f;
+      dtu[i] = dt[i] * u[i];
+      du_acc[i] = ddtA[i] = y[i] = 0.f;
+    }
+
+    for (int s0 = 0; s0 < N; s0 += kSlab) {
+      const int ns = min(kSlab, N - s0);
+      __syncthreads();  // every warp is done reading the previous slab
+      if (p.is_variable_B) stage_slab<Io>(sB, Bg, s0, ns, c0, L, vec_B);
+      if (p.is_variable_C) stage_slab<Io>(sC, Cg, s0, ns, c0, L, vec_C);
+      __syncthreads();
+      for (int k = 0; k < ns; ++k) {
+        const int n = s0 + k;
+        const float A = sA[n];
+        const float A2 = A * kLog2e;
+        float Bv[kItems], Cv[kItems];
+        if (p.is_variable_B) {
+          read_items(sB + k * kChunk, lane, Bv);
+        } else {
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) Bv[i] = sBi[n];
+        }
+        if (p.is_variable_C) {
+          read_items(sC + k * kChunk, lane, Cv);
+        } else {
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) Cv[i] = sCi[n];
+        }
+
+        // Forward recomputation: lane-local run from zero, then the warp scan from the checkpoint.
+        float a[kItems], h[kItems], P[kItems];
+        float hr = 0.f, prod = 1.f;
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          a[i] = fast_exp2(dt[i] * A2);
+          hr = fmaf(a[i], hr, dtu[i] * Bv[i]);
+          prod *= a[i];
+          h[i] = hr;
+          P[i] = prod;
+        }
+        float unused;
+        const float h_in = scan_forward(prod, hr, sH[n], lane, unused);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          h[i] = fmaf(P[i], h_in, h[i]);
+          if (p.has_z) y[i] = fmaf(Cv[i], h[i], y[i]);
+        }
+
+        // Adjoint: lane-local run backwards from zero with suffix decay products S, then the reverse warp scan.
+        float gl[kItems], S[kItems];
+        gl[kItems - 1] = Cv[kItems - 1] * dy[kItems - 1];
+        S[kItems - 1] = 1.f;
+#pragma unroll
+        for (int i = kItems - 2; i >= 0; --i) {
+          S[i] = S[i + 1] * a[i + 1];
+          gl[i] = fmaf(a[i + 1], gl[i + 1], Cv[i] * dy[i]);
+        }
+        const float carry = sRc[n];
+        float carry_out;
+        const float r = scan_reverse(prod, a[0] * gl[0], carry, lane, carry_out);
+        __syncwarp();  // every lane has read the old carry before lane 0 replaces it
+        if (lane == 0) sRc[n] = carry_out;
+
+        float dBt[kItems], dCt[kItems];
+        float dA_l = 0.f;
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          const float g = fmaf(S[i], r, gl[i]);
+          const float hprev = i == 0 ? h_in : h[i - 1];
+          dBt[i] = g * dtu[i];
+          dCt[i] = dy[i] * h[i];
+          du_acc[i] = fmaf(g, Bv[i], du_acc[i]);
+          const float q = g * a[i] * hprev;
+          ddtA[i] = fmaf(A, q, ddtA[i]);
+          dA_l = fmaf(dt[i], q, dA_l);
+        }
+        dA_l = warp_sum(dA_l);
+        if (lane == 0) sdA[n] += dA_l;
+        if (!p.is_variable_B) {
+          float s = 0.f;
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) s += dBt[i];
+          s = warp_sum(s);
+          if (lane == 0) sdBi[n] += s;
+        } else {
+          write_items(sRed + ((buf * kWarps + warp) * 2 + 0) * kChunk, lane, dBt);
+        }
+        if (!p.is_variable_C) {
+          float s = 0.f;
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) s += dCt[i];
+          s = warp_sum(s);
+          if (lane == 0) sdCi[n] += s;
+        } else {
+          write_items(sRed + ((buf * kWarps + warp) * 2 + 1) * kChunk, lane, dCt);
+        }
+        if (reduce_bc) {
+          // Sum the block's channels in warp order; one thread per time step. The buffer alternates between
+          // states, so one barrier per state suffices: a buffer is rewritten only after the next barrier.
+          __syncthreads();
+          const int t = c0 + threadIdx.x;
+          if (t < L) {
+            const size_t o = bc_off + static_cast<size_t>(n) * L + t;
+#pragma unroll
+            for (int m = 0; m < 2; ++m) {
+              if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
+              float s = 0.f;
+#pragma unroll
+              for (int w = 0; w < kWarps; ++w) s += sRed[((buf * kWarps + w) * 2 + m) * kChunk + threadIdx.x];
+              float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
+              if (p.deterministic) {
+                acc[o] = s;
+              } else {
+                atomicAdd(acc + o, s);
+              }
+            }
+          }
+          buf ^= 1;
+        }
+      }
+    }
+
+    if (ct.active) {
+      float du[kItems], ddl[kItems];
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        du[i] = fmaf(dt[i], du_acc[i], D * dy[i]);
+        ddl[i] = fmaf(u[i], du_acc[i], ddtA[i]) * dsp[i];
+        if (t0 + i < L) {
+          ddb_acc += ddl[i];
+          dD_acc = fmaf(dy[i], u[i], dD_acc);
+        }
+      }
+      store_items<Io>(du_row, t0, L, vec_du, du);
+      store_items<Io>(ddl_row, t0, L, vec_ddl, ddl);
+      if (p.has_z) {
+        float z[kItems], dout[kItems], dz[kItems];
+        load_items<Io>(z_row, t0, L, vec_z, z);
+        load_items<Io>(dout_row, t0, L, vec_dout, dout);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          const float sg = sigmoidf_fast(z[i]);
+          dz[i] = dout[i] * fmaf(D, u[i], y[i]) * sg * fmaf(z[i], 1.f - sg, 1.f);
+        }
+        store_items<Io>(dz_row, t0, L, vec_dz, dz);
+      }
+    }
+  }
+
+  __syncwarp();
+  dD_acc = warp_sum(dD_acc);
+  ddb_acc = warp_sum(ddb_acc);
+  if (!ct.active) return;
+  for (int n = lane; n < N; n += 32) {
+    ws.dA_part[bd * N + n] = sdA[n];
+    if (!p.is_variable_B) ws.dBi_part[bd * N + n] = sdBi[n];
+    if (!p.is_variable_C) ws.dCi_part[bd * N + n] = sdCi[n];
+    if (p.dinitial_state != nullptr) p.dinitial_state[bd * N + n] = sRc[n];
+  }
+  if (lane == 0) {
+    ws.dD_part[bd] = dD_acc;
+    ws.ddb_part[bd] = ddb_acc;
+  }
+}
+
+// dB/dC (batch, G, dstate, L) in the activation dtype from the accumulator, or from the per-tile partials summed
+// in tile order.
+template <class Io>
+__global__ void selective_scan_bwd_bc_kernel(const SelectiveScanParams p, const BwdWorkspace ws, int tiles) {
+  using raw = typename Io::raw;
+  const size_t total = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+      if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
+      const float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
+      float s = acc[i];
+      if (p.deterministic)
+        for (int k = 1; k < tiles; ++k) s += acc[static_cast<size_t>(k) * total + i];
+      static_cast<raw*>(m == 0 ? p.dB : p.dC)[i] = Io::store(s);
+    }
+  }
+}
+
+// Per-channel parameter gradients: sums over the batch of the per-(b, d) partials, in batch order.
+template <class Io>
+__global__ void selective_scan_bwd_channel_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
+  using raw = typename Io::raw;
+  const int N = p.dstate;
+  const size_t total = static_cast<size_t>(p.dim) * N;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t d = i / N;
+    const int n = static_cast<int>(i % N);
+    float sA = 0.f, sB = 0.f, sC = 0.f;
+    for (int b = 0; b < p.batch; ++b) {
+      const size_t o = (static_cast<size_t>(b) * p.dim + d) * N + n;
+      sA += ws.dA_part[o];
+      if (!p.is_variable_B) sB += ws.dBi_part[o];
+      if (!p.is_variable_C) sC += ws.dCi_part[o];
+    }
+    p.dA[i] = sA;
+    if (!p.is_variable_B) static_cast<raw*>(p.dB)[i] = Io::store(sB);
+    if (!p.is_variable_C) static_cast<raw*>(p.dC)[i] = Io::store(sC);
+    if (n == 0) {
+      float sD = 0.f, sb = 0.f;
+      for (int b = 0; b < p.batch; ++b) {
+        sD += ws.dD_part[static_cast<size_t>(b) * p.dim + d];
+        sb += ws.ddb_part[static_cast<size_t>(b) * p.dim + d];
+      }
+      if (p.has_D) p.dD[d] = sD;
+      if (p.has_delta_bias) p.ddelta_bias[d] = sb;
+    }
+  }
+}
+
+inline void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+inline int grid_for(size_t total) {
+  const size_t blocks = (total + 255) / 256;
+  return static_cast<int>(blocks < 132 * 16 ? (blocks > 0 ? blocks : 1) : 132 * 16);
+}
+
+template <DType kType>
+void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  using Io = IO<kType>;
+  BwdWorkspace ws;
+  bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
+  if (!p.deterministic) {
+    for (float* acc : {ws.dB_acc, ws.dC_acc}) {
+      if (acc == nullptr) continue;
+      cudaError_t e = cudaMemsetAsync(acc, 0, ws.bc_elems * sizeof(float), stream);
+      if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
+    }
+  }
+  auto kernel = selective_scan_bwd_kernel<Io>;
+  const size_t smem = bwd_smem_bytes(p.dstate);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
+  }
+  const int tiles = tiles_per_group(p);
+  kernel<<<dim3(p.n_groups * tiles, p.batch), kThreads, smem, stream>>>(p, ws);
+  check_launch("selective_scan_bwd_cuda");
+  if (p.is_variable_B || p.is_variable_C) {
+    const size_t total = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
+    selective_scan_bwd_bc_kernel<Io><<<grid_for(total), 256, 0, stream>>>(p, ws, tiles);
+    check_launch("selective_scan_bwd_cuda");
+  }
+  selective_scan_bwd_channel_kernel<Io><<<grid_for(static_cast<size_t>(p.dim) * p.dstate), 256, 0, stream>>>(p, ws);
+  check_launch("selective_scan_bwd_cuda");
+}
+
+}  // namespace ss
+}  // namespace mamba

@@ -1,0 +1,8 @@
+// Selective-scan backward for fp16 activations: only the instantiation, so the dtypes compile in parallel.
+#include "selective_scan_bwd.cuh"
+
+namespace mamba {
+void selective_scan_bwd_fp16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  ss::selective_scan_bwd_launch<DType::Float16>(p, workspace, stream);
+}
+}  // namespace mamba

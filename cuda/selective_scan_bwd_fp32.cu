@@ -1,0 +1,8 @@
+// Selective-scan backward for fp32 activations: only the instantiation, so the dtypes compile in parallel.
+#include "selective_scan_bwd.cuh"
+
+namespace mamba {
+void selective_scan_bwd_fp32(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  ss::selective_scan_bwd_launch<DType::Float32>(p, workspace, stream);
+}
+}  // namespace mamba

@@ -1,0 +1,234 @@
+// Device helpers shared by the selective-scan forward and backward kernels: the tiling constants, dtype
+// load/store of a lane's run of kItems consecutive time steps, B/C slab staging into shared memory, the
+// cross-lane affine scans, and small math helpers. See docs/kernels/selective_scan.md for the design.
+//
+// Tiling used by both directions: a block owns kWarps channels of one batch row b (all inside one B/C group);
+// warp w owns channel d, and lane l owns time steps [c*kChunk + l*kItems, +kItems) of the current chunk c,
+// so one warp-chunk is exactly one checkpoint interval (kChunk == kScanCheckpointChunk). States are walked in
+// slabs of kSlab whose B/C rows (kSlab, kChunk) are staged once per block in shared memory as fp32.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cstdint>
+#include "../native/params.h"
+
+namespace mamba {
+namespace ss {
+
+constexpr int kWarps = 8;                   // channels per block
+constexpr int kThreads = kWarps * 32;
+constexpr int kItems = 8;                   // consecutive time steps per lane
+constexpr int kChunk = 32 * kItems;         // time steps per warp-chunk
+constexpr int kSlab = 16;                   // states staged in shared memory at a time
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kChunk == kScanCheckpointChunk, "one warp-chunk must be one checkpoint interval");
+static_assert(kThreads == kChunk, "the backward reduces one time step per thread");
+
+// Device copy of scan_num_checkpoints (params.h is host-only): chunks == checkpoints.
+__host__ __device__ inline int num_chunks(int L) { return L <= 0 ? 0 : (L + kChunk - 1) / kChunk; }
+
+#define SS_BOOL_SWITCH(COND, NAME, ...) \
+  [&] {                                 \
+    if (COND) {                         \
+      constexpr bool NAME = true;       \
+      return __VA_ARGS__();             \
+    } else {                            \
+      constexpr bool NAME = false;      \
+      return __VA_ARGS__();             \
+    }                                   \
+  }()
+
+// Storage type of the activations (u, delta, z, B, C, out and their gradients) and its fp32 conversions.
+template <DType kType> struct IO;
+template <> struct IO<DType::Float32> {
+  using raw = float;
+  static __device__ __forceinline__ float load(raw x) { return x; }
+  static __device__ __forceinline__ raw store(float x) { return x; }
+};
+template <> struct IO<DType::Float16> {
+  using raw = uint16_t;
+  static __device__ __forceinline__ float load(raw x) { return __half2float(__ushort_as_half(x)); }
+  static __device__ __forceinline__ raw store(float x) { return __half_as_ushort(__float2half_rn(x)); }
+};
+template <> struct IO<DType::BFloat16> {
+  using raw = uint16_t;
+  static __device__ __forceinline__ float load(raw x) { return __uint_as_float(static_cast<uint32_t>(x) << 16); }
+  static __device__ __forceinline__ raw store(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+};
+
+// True when rows of length L starting at `ptr` allow 16-byte vector access of kItems-aligned runs.
+__host__ __device__ inline bool rows_vectorizable(const void* ptr, int L) {
+  return ptr != nullptr && (reinterpret_cast<uintptr_t>(ptr) % 16 == 0) && (L % kItems == 0);
+}
+
+// v[i] = row[t0 + i] for t0 + i < L, else 0. `vec`: see rows_vectorizable (then t0 + kItems <= L or t0 >= L).
+template <class Io>
+__device__ __forceinline__ void load_items(const typename Io::raw* row, int t0, int L, bool vec, float (&v)[kItems]) {
+  if (vec && t0 + kItems <= L) {
+    if constexpr (sizeof(typename Io::raw) == 4) {
+      const float4 a = *reinterpret_cast<const float4*>(row + t0);
+      const float4 b = *reinterpret_cast<const float4*>(row + t0 + 4);
+      v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+      v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    } else {
+      const uint4 a = *reinterpret_cast<const uint4*>(row + t0);
+      const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        v[2 * i] = Io::load(static_cast<typename Io::raw>(w[i] & 0xffffu));
+        v[2 * i + 1] = Io::load(static_cast<typename Io::raw>(w[i] >> 16));
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) v[i] = t0 + i < L ? Io::load(row[t0 + i]) : 0.f;
+  }
+}
+
+// row[t0 + i] = v[i] for t0 + i < L.
+template <class Io>
+__device__ __forceinline__ void store_items(typename Io::raw* row, int t0, int L, bool vec, const float (&v)[kItems]) {
+  if (vec && t0 + kItems <= L) {
+    if constexpr (sizeof(typename Io::raw) == 4) {
+      *reinterpret_cast<float4*>(row + t0) = make_float4(v[0], v[1], v[2], v[3]);
+      *reinterpret_cast<float4*>(row + t0 + 4) = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+      uint32_t w[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        w[i] = static_cast<uint32_t>(Io::store(v[2 * i])) | (static_cast<uint32_t>(Io::store(v[2 * i + 1])) << 16);
+      *reinterpret_cast<uint4*>(row + t0) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      if (t0 + i < L) row[t0 + i] = Io::store(v[i]);
+  }
+}
+
+// Copies states [s0, s0 + ns) of one variable B or C group, steps [c0, c0 + kChunk), into dst (kSlab, kChunk)
+// fp32; steps >= L are zero so padded steps add nothing. `mat` points at (dstate, L) of this (b, g).
+template <class Io>
+__device__ __forceinline__ void stage_slab(float* __restrict__ dst, const typename Io::raw* __restrict__ mat, int s0,
+                                           int ns, int c0, int L, bool vec) {
+  constexpr int kRuns = kChunk / kItems;  // runs per state row
+#pragma unroll
+  for (int k = 0; k < kSlab * kRuns / kThreads; ++k) {
+    const int r = threadIdx.x + k * kThreads;
+    const int n = r / kRuns, off = (r % kRuns) * kItems;
+    if (n < ns) {
+      float v[kItems];
+      load_items<Io>(mat + static_cast<size_t>(s0 + n) * L, c0 + off, L, vec, v);
+      float4* out = reinterpret_cast<float4*>(dst + n * kChunk + off);
+      out[0] = make_float4(v[0], v[1], v[2], v[3]);
+      out[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+  }
+}
+
+// A lane's kItems values of one staged state row.
+__device__ __forceinline__ void read_items(const float* __restrict__ src, int lane, float (&v)[kItems]) {
+  const float4* s = reinterpret_cast<const float4*>(src + lane * kItems);
+  const float4 a = s[0], b = s[1];
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+__device__ __forceinline__ void write_items(float* __restrict__ dst, int lane, const float (&v)[kItems]) {
+  float4* s = reinterpret_cast<float4*>(dst + lane * kItems);
+  s[0] = make_float4(v[0], v[1], v[2], v[3]);
+  s[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+// 2^x on the MUFU (2 ulp; decays are in (0, 1]).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float sigmoidf_fast(float x) { return __frcp_rn(1.f + __expf(-x)); }
+
+__device__ __forceinline__ float softplusf(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// Forward affine scan over lanes in time order. Each lane holds the map h -> A*h + H of its run; returns the
+// state before the lane's first step given the chunk's incoming state `carry`, and sets `carry_out` (all lanes)
+// to the state after the chunk's last step.
+__device__ __forceinline__ float scan_forward(float A, float H, float carry, int lane, float& carry_out) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float Au = __shfl_up_sync(0xffffffffu, A, off);
+    const float Hu = __shfl_up_sync(0xffffffffu, H, off);
+    if (lane >= off) {
+      H = fmaf(A, Hu, H);
+      A *= Au;
+    }
+  }
+  const float A_last = __shfl_sync(0xffffffffu, A, 31);
+  const float H_last = __shfl_sync(0xffffffffu, H, 31);
+  carry_out = fmaf(A_last, carry, H_last);
+  float Ae = __shfl_up_sync(0xffffffffu, A, 1);
+  float He = __shfl_up_sync(0xffffffffu, H, 1);
+  if (lane == 0) {
+    Ae = 1.f;
+    He = 0.f;
+  }
+  return fmaf(Ae, carry, He);
+}
+
+// Reverse affine scan over lanes (adjoints). Each lane holds the map r -> alpha + beta*r taking the adjoint
+// flowing into its last step from the right to the one leaving its first step to the left. Returns the adjoint
+// entering the lane from the right given `carry` entering the chunk's last lane; `carry_out` (all lanes) is the
+// adjoint leaving the chunk's first step.
+__device__ __forceinline__ float scan_reverse(float beta, float alpha, float carry, int lane, float& carry_out) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float bd = __shfl_down_sync(0xffffffffu, beta, off);
+    const float ad = __shfl_down_sync(0xffffffffu, alpha, off);
+    if (lane + off < 32) {
+      alpha = fmaf(beta, ad, alpha);
+      beta *= bd;
+    }
+  }
+  const float b0 = __shfl_sync(0xffffffffu, beta, 0);
+  const float a0 = __shfl_sync(0xffffffffu, alpha, 0);
+  carry_out = fmaf(b0, carry, a0);
+  float bn = __shfl_down_sync(0xffffffffu, beta, 1);
+  float an = __shfl_down_sync(0xffffffffu, alpha, 1);
+  if (lane == 31) {
+    bn = 1.f;
+    an = 0.f;
+  }
+  return fmaf(bn, carry, an);
+}
+
+// Which channel a warp owns: blocks tile each B/C group separately so a block never straddles two groups.
+struct ChannelTile {
+  int b, g, tile, d;
+  bool active;
+  __device__ ChannelTile(const SelectiveScanParams& p) {
+    const int gs = p.dim / p.n_groups;
+    const int tiles = (gs + kWarps - 1) / kWarps;
+    b = blockIdx.y;
+    g = blockIdx.x / tiles;
+    tile = blockIdx.x % tiles;
+    const int local = tile * kWarps + static_cast<int>(threadIdx.x / 32);
+    active = local < gs;
+    d = g * gs + (active ? local : 0);
+  }
+};
+
+inline int tiles_per_group(const SelectiveScanParams& p) {
+  const int gs = p.dim / p.n_groups;
+  return (gs + kWarps - 1) / kWarps;
+}
+
+}  // namespace ss
+}  // namespace mamba
