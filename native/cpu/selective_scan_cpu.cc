@@ -32,6 +32,17 @@ constexpr int kMaxDstate = 256;
 // independent work units. It depends only on the shape, never on the thread count, so dB/dC are reduced in
 // the same order on any machine.
 constexpr int kBwdUnitsTarget = 16;
+// Channels of one group walked together chunk by chunk, so each chunk of B/C is converted once per tile.
+constexpr int kTile = 16;
+
+// The hot loops are compiled twice, for baseline x86-64 and for x86-64-v3 (AVX2 + FMA), and the loader picks
+// one per process (GNU ifunc), so a portable build still gets 8-wide vectors and FMA where the CPU has them.
+// Results then differ in rounding between CPUs, never between runs or thread counts on one machine.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX2__)
+#define MAMBA_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MAMBA_HOT
+#endif
 
 inline float reduce_lanes(const float* a) {
   return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
@@ -72,12 +83,50 @@ MAMBA_NO_TRAPPING_MATH inline float exp_approx(float x) {
   return q * s1 * s2;
 }
 
-MAMBA_NO_TRAPPING_MATH void exp_inplace(float* __restrict x, int64_t n) {
+MAMBA_HOT MAMBA_NO_TRAPPING_MATH void exp_inplace(float* __restrict x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = exp_approx(x[i]);
 }
 
-inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// Natural log for x > 0 (Cephes logf polynomial, about 1 ulp); branch-free so loops over it vectorise.
+MAMBA_NO_TRAPPING_MATH inline float log_approx(float x) {
+  const uint32_t bits = __builtin_bit_cast(uint32_t, x);
+  float e = static_cast<float>(static_cast<int32_t>((bits >> 23) & 0xffu) - 126);
+  float m = __builtin_bit_cast(float, (bits & 0x807fffffu) | 0x3f000000u);  // mantissa in [0.5, 1)
+  const bool small = m < 0.707106781186547524f;
+  e = small ? e - 1.0f : e;
+  m = small ? m + m - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return m + y + 0.693359375f * e;
+}
+
+// dt = softplus(raw) (raw itself above 20, like mamba_ssm) and dsp = d softplus / d raw, over n steps.
+// log1p(v) = log(1 + v) * v / ((1 + v) - 1) keeps full relative accuracy for small v.
+MAMBA_HOT MAMBA_NO_TRAPPING_MATH void softplus_span(const float* __restrict raw, float* __restrict dt, float* __restrict dsp,
+                                          int n) {
+  for (int i = 0; i < n; ++i) {
+    const float r = raw[i], v = exp_approx(r), w = 1.0f + v;
+    const float l = w == 1.0f ? v : log_approx(w) * (v / (w - 1.0f));
+    dt[i] = r > 20.0f ? r : l;
+    dsp[i] = r > 20.0f ? 1.0f : v / w;
+  }
+}
+
+// s = sigmoid(z) over n steps.
+MAMBA_HOT MAMBA_NO_TRAPPING_MATH void sigmoid_span(const float* __restrict z, float* __restrict s, int n) {
+  for (int i = 0; i < n; ++i) s[i] = 1.0f / (1.0f + exp_approx(-z[i]));
+}
 
 void load_span(const void* base, DType t, int64_t off, int n, float* dst) {
   switch (t) {
@@ -165,64 +214,59 @@ struct Shape {
   int64_t row(int b, int d) const { return static_cast<int64_t>(b) * dim + d; }
 };
 
-// Per-worker scratch for one chunk of one row. Arrays indexed [t][n] have row stride NP; H has one extra
-// leading row for the state before the chunk.
+// Per-worker scratch. Arrays indexed [t][n] have row stride NP; per-channel arrays of a tile are [i][n].
 struct Scratch {
-  int NP;
-  std::vector<float> Ap, h, u, dt, dtu, dsp, y, z, dout, tmp;
-  std::vector<float> carry, dA, dBinv, dCinv;  // backward per-row accumulators, NP each
-  std::vector<float> a, Bc, Cc, H;
-  std::vector<float> ck;
-  explicit Scratch(int np, int nck)
-      : NP(np), Ap(np), h(np), u(kChunk), dt(kChunk), dtu(kChunk), dsp(kChunk), y(kChunk), z(kChunk),
-        dout(kChunk), tmp(kChunk), carry(np), dA(np), dBinv(np), dCinv(np), a(static_cast<size_t>(kChunk) * np), Bc(static_cast<size_t>(kChunk) * np),
-        Cc(static_cast<size_t>(kChunk) * np), H(static_cast<size_t>(kChunk + 1) * np),
-        ck(static_cast<size_t>(nck) * np) {}
+  // per tile: the chunk's variable B/C, and per channel the carried state and the backward accumulators
+  std::vector<float> Bc, Cc, h, carry, dA, dBinv, dCinv, dD, dbias, ck;
+  // per channel and chunk; H[0] is the state before the chunk, H[t + 1] the state after step t
+  std::vector<float> Ap, Binv, Cinv, hb, u, dt, dtu, dsp, y, z, sg, dout, tmp, a, H;
+  Scratch(int NP, int nck_scratch) {
+    const size_t tn = static_cast<size_t>(kChunk) * NP, cn = static_cast<size_t>(kTile) * NP;
+    for (auto* v : {&Bc, &Cc, &a}) v->resize(tn);
+    H.resize(tn + NP);
+    for (auto* v : {&h, &carry, &dA, &dBinv, &dCinv}) v->resize(cn);
+    for (auto* v : {&dD, &dbias}) v->resize(kTile);
+    ck.resize(static_cast<size_t>(kTile) * nck_scratch);
+    for (auto* v : {&Ap, &Binv, &Cinv, &hb}) v->resize(NP);
+    for (auto* v : {&u, &dt, &dtu, &dsp, &y, &z, &sg, &dout, &tmp}) v->resize(kChunk);
+  }
 };
 
-// Fills s.Ap with A[d, :] padded with zeros (the pad lanes then carry a = 1, B = C = 0 and stay at h = 0).
-void load_A(const SelectiveScanParams& p, const Shape& sh, int d, Scratch& s) {
-  for (int n = 0; n < sh.NP; ++n) s.Ap[n] = n < sh.N ? p.A[static_cast<int64_t>(d) * sh.N + n] : 0.0f;
+// Loads variable B or C of (batch b, group g) for steps [t0, t0 + len) into dst[t][n], pad lanes zero.
+void load_bc_chunk(const SelectiveScanParams& p, const Shape& sh, const void* src, int b, int g, int t0, int len,
+                   float* dst) {
+  const int64_t base = (static_cast<int64_t>(b) * sh.G + g) * sh.N * sh.L + t0;
+  for (int n = 0; n < sh.N; ++n) load_strided(src, p.dtype, base + static_cast<int64_t>(n) * sh.L, len, dst + n, sh.NP);
+  if (sh.N < sh.NP)
+    for (int t = 0; t < len; ++t)
+      for (int n = sh.N; n < sh.NP; ++n) dst[static_cast<int64_t>(t) * sh.NP + n] = 0.0f;
 }
 
-// Loads B or C for steps [t0, t0 + len) of row (b, d) into dst[t][n].
-void load_bc(const SelectiveScanParams& p, const Shape& sh, const void* src, bool variable, int b, int d, int t0,
-             int len, float* dst) {
-  const int NP = sh.NP;
-  if (variable) {
-    const int g = d / sh.cpg;
-    const int64_t base = (static_cast<int64_t>(b) * sh.G + g) * sh.N * sh.L;
-    for (int n = 0; n < sh.N; ++n) load_strided(src, p.dtype, base + static_cast<int64_t>(n) * sh.L + t0, len, dst + n, NP);
-  } else {
-    float row[kMaxDstate];
-    load_span(src, p.dtype, static_cast<int64_t>(d) * sh.N, sh.N, row);
-    for (int t = 0; t < len; ++t)
-      for (int n = 0; n < sh.N; ++n) dst[static_cast<int64_t>(t) * NP + n] = row[n];
-  }
-  if (sh.N < NP)
-    for (int t = 0; t < len; ++t)
-      for (int n = sh.N; n < NP; ++n) dst[static_cast<int64_t>(t) * NP + n] = 0.0f;
+// Loads a (dim, dstate) row d (A in float32, or time-invariant B/C in dtype) into dst[NP], pad lanes zero.
+// Zero pad lanes of A give a = 1 there; with B = C = 0 the pad states stay 0 and add nothing.
+void load_dn_row(const void* src, DType t, const Shape& sh, int d, float* dst) {
+  load_span(src, t, static_cast<int64_t>(d) * sh.N, sh.N, dst);
+  for (int n = sh.N; n < sh.NP; ++n) dst[n] = 0.0f;
 }
 
-// Converts the chunk's inputs: u, dt (bias + softplus), dt*u, the softplus derivative, B, C, and the decays
-// a[t][n] = exp(dt_t * A_n) (one exp per (t, n), shared by the recurrence and the adjoint).
-void prepare_chunk(const SelectiveScanParams& p, const Shape& sh, int b, int d, int t0, int len, Scratch& s) {
+// Per-channel inputs of one chunk: u, dt (bias, softplus), dt * u, the softplus derivative, and the decays
+// a[t][n] = exp(dt_t * A_n), one exp per (t, n) shared by the recurrence and the adjoint.
+void prepare_channel(const SelectiveScanParams& p, const Shape& sh, int b, int d, int t0, int len, Scratch& s) {
   const int NP = sh.NP;
   const int64_t off = sh.row(b, d) * sh.L + t0;
+  load_dn_row(p.A, DType::Float32, sh, d, s.Ap.data());
+  if (!p.is_variable_B) load_dn_row(p.B, p.dtype, sh, d, s.Binv.data());
+  if (!p.is_variable_C) load_dn_row(p.C, p.dtype, sh, d, s.Cinv.data());
   load_span(p.u, p.dtype, off, len, s.u.data());
-  load_span(p.delta, p.dtype, off, len, s.dt.data());
-  const float bias = p.has_delta_bias ? p.delta_bias[d] : 0.0f;
-  for (int t = 0; t < len; ++t) {
-    float r = s.dt[t] + bias;
-    if (p.delta_softplus) {
-      s.dsp[t] = r > 20.0f ? 1.0f : sigmoid(r);
-      r = softplus(r);
-    } else {
-      s.dsp[t] = 1.0f;
-    }
-    s.dt[t] = r;
-    s.dtu[t] = r * s.u[t];
+  load_span(p.delta, p.dtype, off, len, s.tmp.data());
+  if (p.has_delta_bias)
+    for (int t = 0; t < len; ++t) s.tmp[t] += p.delta_bias[d];
+  if (p.delta_softplus) {
+    softplus_span(s.tmp.data(), s.dt.data(), s.dsp.data(), len);
+  } else {
+    for (int t = 0; t < len; ++t) s.dt[t] = s.tmp[t], s.dsp[t] = 1.0f;
   }
+  for (int t = 0; t < len; ++t) s.dtu[t] = s.dt[t] * s.u[t];
   float* __restrict a = s.a.data();
   const float* __restrict Ap = s.Ap.data();
   for (int t = 0; t < len; ++t) {
@@ -230,82 +274,74 @@ void prepare_chunk(const SelectiveScanParams& p, const Shape& sh, int b, int d, 
     for (int n = 0; n < NP; ++n) a[static_cast<int64_t>(t) * NP + n] = x * Ap[n];
   }
   exp_inplace(a, static_cast<int64_t>(len) * NP);
-  load_bc(p, sh, p.B, p.is_variable_B, b, d, t0, len, s.Bc.data());
-  load_bc(p, sh, p.C, p.is_variable_C, b, d, t0, len, s.Cc.data());
 }
 
-// The recurrence over one prepared chunk, starting from state h (updated in place). Writes y_t = sum_n C h
-// (without the D term) and, when store_states, the state after each step into H[t + 1].
+// B and C as seen by the recurrence: [t][n] rows of the tile's chunk (stride NP), or the channel's
+// time-invariant row repeated (stride 0).
+struct BCView {
+  const float *B, *C;
+  int64_t bs, cs;
+};
+
+BCView bc_view(const SelectiveScanParams& p, const Shape& sh, const Scratch& s) {
+  return {p.is_variable_B ? s.Bc.data() : s.Binv.data(), p.is_variable_C ? s.Cc.data() : s.Cinv.data(),
+          p.is_variable_B ? sh.NP : 0, p.is_variable_C ? sh.NP : 0};
+}
+
+// The recurrence over one prepared chunk from state h (updated in place). Writes y_t = sum_n C h (without
+// the D term) and, when store_states (scan_chunk_keep), the state after step t into H[t + 1].
 template <bool store_states>
-void scan_chunk(int NP, int len, Scratch& s) {
-  float* __restrict h = s.h.data();
-  float* __restrict H = s.H.data();
-  const float* __restrict a = s.a.data();
-  const float* __restrict Bc = s.Bc.data();
-  const float* __restrict Cc = s.Cc.data();
+inline __attribute__((always_inline)) void scan_chunk_impl(int NP, int len, const float* __restrict dtu, const float* __restrict a, const float* __restrict B,
+                int64_t bs, const float* __restrict C, int64_t cs, float* __restrict h, float* __restrict H,
+                float* __restrict y) {
   for (int t = 0; t < len; ++t) {
-    const float dtu = s.dtu[t];
+    const float du = dtu[t];
     const float* __restrict at = a + static_cast<int64_t>(t) * NP;
-    const float* __restrict Bt = Bc + static_cast<int64_t>(t) * NP;
-    const float* __restrict Ct = Cc + static_cast<int64_t>(t) * NP;
+    const float* __restrict Bt = B + t * bs;
+    const float* __restrict Ct = C + t * cs;
     float* __restrict Ht = H + static_cast<int64_t>(t + 1) * NP;
     float acc[kLanes] = {};
     for (int n0 = 0; n0 < NP; n0 += kLanes) {
       for (int j = 0; j < kLanes; ++j) {
         const int n = n0 + j;
-        const float hn = at[n] * h[n] + dtu * Bt[n];
+        const float hn = at[n] * h[n] + du * Bt[n];
         h[n] = hn;
         if (store_states) Ht[n] = hn;
         acc[j] += Ct[n] * hn;
       }
     }
-    s.y[t] = reduce_lanes(acc);
+    y[t] = reduce_lanes(acc);
   }
 }
 
-// Forward over one row. out may be null (the backward uses this to rebuild checkpoints); ck, when non-null,
-// receives nck states of N floats.
-void forward_row(const SelectiveScanParams& p, const Shape& sh, int b, int d, Scratch& s, float* ck, bool write_out) {
-  const int64_t row = sh.row(b, d);
-  load_A(p, sh, d, s);
-  for (int n = 0; n < sh.NP; ++n)
-    s.h[n] = (p.has_initial_state && n < sh.N) ? p.initial_state[row * sh.N + n] : 0.0f;
-  const float Dd = p.has_D ? p.D[d] : 0.0f;
-  for (int c = 0; c < sh.nck; ++c) {
-    const int t0 = c * kChunk;
-    const int len = std::min(kChunk, sh.L - t0);
-    if (ck) std::memcpy(ck + static_cast<int64_t>(c) * sh.N, s.h.data(), sizeof(float) * sh.N);
-    prepare_chunk(p, sh, b, d, t0, len, s);
-    scan_chunk<false>(sh.NP, len, s);
-    if (!write_out) continue;
-    const int64_t off = row * sh.L + t0;
-    if (p.has_z) load_span(p.z, p.dtype, off, len, s.z.data());
-    for (int t = 0; t < len; ++t) {
-      float y = s.y[t] + Dd * s.u[t];
-      if (p.has_z) y *= s.z[t] * sigmoid(s.z[t]);
-      s.tmp[t] = y;
-    }
-    store_span(p.out, p.dtype, off, len, s.tmp.data());
-  }
-  if (write_out && p.last_state) std::memcpy(p.last_state + row * sh.N, s.h.data(), sizeof(float) * sh.N);
+MAMBA_HOT void scan_chunk(int NP, int len, const float* __restrict dtu, const float* __restrict a,
+                          const float* __restrict B, int64_t bs, const float* __restrict C, int64_t cs,
+                          float* __restrict h, float* __restrict y) {
+  scan_chunk_impl<false>(NP, len, dtu, a, B, bs, C, cs, h, nullptr, y);
+}
+
+MAMBA_HOT void scan_chunk_keep(int NP, int len, const float* __restrict dtu, const float* __restrict a,
+                               const float* __restrict B, int64_t bs, const float* __restrict C, int64_t cs,
+                               float* __restrict h, float* __restrict H, float* __restrict y) {
+  scan_chunk_impl<true>(NP, len, dtu, a, B, bs, C, cs, h, H, y);
 }
 
 // Reverse sweep over one recomputed chunk (H[t] = state before step t, H[t + 1] after). carry holds the
 // adjoint arriving from step len (times its decay) and leaves holding the adjoint of the state before the
 // chunk. Per step t it writes sGB[t] = sum_n g B and sAA[t] = sum_n d(dt A) A, and accumulates dA (times
 // dt), dB and dC (row t of dB/dC at base + t * stride; stride 0 sums over t for time-invariant B/C).
-// A separate function with restrict parameters: inlined into backward_row GCC no longer vectorises it.
-void adjoint_chunk(int NP, int len, const float* __restrict dy_, const float* __restrict dt,
-                   const float* __restrict dtu_, const float* __restrict a, const float* __restrict Bc,
-                   const float* __restrict Cc, const float* __restrict H, const float* __restrict Ap,
+// A separate function with restrict parameters: inlined into its caller GCC no longer vectorises it.
+MAMBA_HOT void adjoint_chunk(int NP, int len, const float* __restrict dy_, const float* __restrict dt,
+                   const float* __restrict dtu_, const float* __restrict a, const float* __restrict B, int64_t bs,
+                   const float* __restrict C, int64_t cs, const float* __restrict H, const float* __restrict Ap,
                    float* __restrict carry, float* __restrict dA_acc, float* __restrict dB_base, int64_t dB_stride,
                    float* __restrict dC_base, int64_t dC_stride, float* __restrict sGB, float* __restrict sAA) {
   for (int t = len - 1; t >= 0; --t) {
     const float dy = dy_[t], x = dt[t], dtu = dtu_[t];
     const int64_t tn = static_cast<int64_t>(t) * NP;
     const float* __restrict at = a + tn;
-    const float* __restrict Bt = Bc + tn;
-    const float* __restrict Ct = Cc + tn;
+    const float* __restrict Bt = B + t * bs;
+    const float* __restrict Ct = C + t * cs;
     const float* __restrict Hp = H + tn;
     const float* __restrict Ht = H + tn + NP;
     float* __restrict dBt = dB_base + t * dB_stride;
@@ -329,81 +365,127 @@ void adjoint_chunk(int NP, int len, const float* __restrict dy_, const float* __
   }
 }
 
-// Per-row outputs of the backward that are later summed over the batch (or, for variable B/C, the per-unit
-// slices summed over channel slices) in a fixed order.
+// Forward over the nch consecutive channels d0.. of one group of batch row b (a tile), chunk by chunk so each
+// chunk of variable B/C is converted once for the whole tile. ck, when non-null, receives the tile's
+// checkpoints ([i][nck][N], the layout of p.checkpoints). out and last_state are written when write_out.
+void forward_tile(const SelectiveScanParams& p, const Shape& sh, int b, int d0, int nch, Scratch& s, float* ck,
+                  bool write_out) {
+  const int NP = sh.NP, g = d0 / sh.cpg;
+  for (int i = 0; i < nch; ++i)
+    for (int n = 0; n < NP; ++n)
+      s.h[i * NP + n] = (p.has_initial_state && n < sh.N) ? p.initial_state[sh.row(b, d0 + i) * sh.N + n] : 0.0f;
+  for (int c = 0; c < sh.nck; ++c) {
+    const int t0 = c * kChunk, len = std::min(kChunk, sh.L - t0);
+    if (p.is_variable_B) load_bc_chunk(p, sh, p.B, b, g, t0, len, s.Bc.data());
+    if (p.is_variable_C) load_bc_chunk(p, sh, p.C, b, g, t0, len, s.Cc.data());
+    for (int i = 0; i < nch; ++i) {
+      const int d = d0 + i;
+      float* h = s.h.data() + i * NP;
+      if (ck) std::memcpy(ck + (static_cast<int64_t>(i) * sh.nck + c) * sh.N, h, sizeof(float) * sh.N);
+      prepare_channel(p, sh, b, d, t0, len, s);
+      const BCView v = bc_view(p, sh, s);
+      scan_chunk(NP, len, s.dtu.data(), s.a.data(), v.B, v.bs, v.C, v.cs, h, s.y.data());
+      if (!write_out) continue;
+      const float Dd = p.has_D ? p.D[d] : 0.0f;
+      const int64_t off = sh.row(b, d) * sh.L + t0;
+      for (int t = 0; t < len; ++t) s.y[t] += Dd * s.u[t];
+      if (p.has_z) {
+        load_span(p.z, p.dtype, off, len, s.z.data());
+        sigmoid_span(s.z.data(), s.sg.data(), len);
+        for (int t = 0; t < len; ++t) s.y[t] *= s.z[t] * s.sg[t];
+      }
+      store_span(p.out, p.dtype, off, len, s.y.data());
+    }
+  }
+  if (write_out && p.last_state)
+    for (int i = 0; i < nch; ++i)
+      std::memcpy(p.last_state + sh.row(b, d0 + i) * sh.N, s.h.data() + i * NP, sizeof(float) * sh.N);
+}
+
+// Per-row outputs of the backward that are summed afterwards in a fixed order: over the batch for the
+// (dim, ...) weights, over channel slices for variable dB/dC.
 struct BwdPartials {
   std::vector<float> dA, dD, dbias, dBinv, dCinv;  // per row: NP, 1, 1, NP, NP
   std::unique_ptr<float[]> dBvar, dCvar;           // per unit: L * NP, [t][n]
 };
 
-// Backward over one row, accumulating dB/dC for variable B/C into dBu/dCu ([t][n], the unit's slice).
-void backward_row(const SelectiveScanParams& p, const Shape& sh, int b, int d, Scratch& s, BwdPartials& part,
-                  float* dBu, float* dCu) {
-  const int NP = sh.NP;
-  const int64_t row = sh.row(b, d);
+// Backward over a tile (see forward_tile), accumulating variable dB/dC into dBu/dCu ([t][n], the unit's slab)
+// in channel order. Chunks run last to first; each channel's states are recomputed from its checkpoint.
+void backward_tile(const SelectiveScanParams& p, const Shape& sh, int b, int d0, int nch, Scratch& s,
+                   BwdPartials& part, float* dBu, float* dCu) {
+  const int NP = sh.NP, g = d0 / sh.cpg;
   const float* ck;
   if (p.checkpoints) {
-    ck = p.checkpoints + row * sh.nck * sh.N;
+    ck = p.checkpoints + sh.row(b, d0) * sh.nck * sh.N;
   } else {
-    forward_row(p, sh, b, d, s, s.ck.data(), false);
+    forward_tile(p, sh, b, d0, nch, s, s.ck.data(), false);
     ck = s.ck.data();
   }
-  load_A(p, sh, d, s);
-  const float Dd = p.has_D ? p.D[d] : 0.0f;
-
-  float* __restrict carry = s.carry.data();
-  float* __restrict dA_acc = s.dA.data();
-  for (int n = 0; n < NP; ++n) {
-    carry[n] = (p.dlast_state && n < sh.N) ? p.dlast_state[row * sh.N + n] : 0.0f;
-    dA_acc[n] = s.dBinv[n] = s.dCinv[n] = 0.0f;
+  for (int i = 0; i < nch; ++i) {
+    const int64_t row = sh.row(b, d0 + i);
+    for (int n = 0; n < NP; ++n) {
+      const int64_t k = static_cast<int64_t>(i) * NP + n;
+      s.carry[k] = (p.dlast_state && n < sh.N) ? p.dlast_state[row * sh.N + n] : 0.0f;
+      s.dA[k] = s.dBinv[k] = s.dCinv[k] = 0.0f;
+    }
+    s.dD[i] = s.dbias[i] = 0.0f;
   }
-  // Variable B/C accumulate into the unit's [t][n] slab; time-invariant ones into one NP vector (stride 0).
-  float* const dB_base = dBu ? dBu : s.dBinv.data();
-  float* const dC_base = dCu ? dCu : s.dCinv.data();
-  const int64_t dB_stride = dBu ? NP : 0, dC_stride = dCu ? NP : 0;
-  float dD_acc = 0.0f, dbias_acc = 0.0f;
-
   for (int c = sh.nck - 1; c >= 0; --c) {
-    const int t0 = c * kChunk;
-    const int len = std::min(kChunk, sh.L - t0);
-    const int64_t off = row * sh.L + t0;
-    prepare_chunk(p, sh, b, d, t0, len, s);
-    for (int n = 0; n < NP; ++n) s.h[n] = n < sh.N ? ck[static_cast<int64_t>(c) * sh.N + n] : 0.0f;
-    std::memcpy(s.H.data(), s.h.data(), sizeof(float) * NP);
-    scan_chunk<true>(NP, len, s);
+    const int t0 = c * kChunk, len = std::min(kChunk, sh.L - t0);
+    if (p.is_variable_B) load_bc_chunk(p, sh, p.B, b, g, t0, len, s.Bc.data());
+    if (p.is_variable_C) load_bc_chunk(p, sh, p.C, b, g, t0, len, s.Cc.data());
+    for (int i = 0; i < nch; ++i) {
+      const int d = d0 + i;
+      const int64_t off = sh.row(b, d) * sh.L + t0, k = static_cast<int64_t>(i) * NP;
+      const float Dd = p.has_D ? p.D[d] : 0.0f;
+      prepare_channel(p, sh, b, d, t0, len, s);
+      const BCView v = bc_view(p, sh, s);
+      for (int n = 0; n < NP; ++n) s.hb[n] = n < sh.N ? ck[(static_cast<int64_t>(i) * sh.nck + c) * sh.N + n] : 0.0f;
+      std::memcpy(s.H.data(), s.hb.data(), sizeof(float) * NP);
+      scan_chunk_keep(NP, len, s.dtu.data(), s.a.data(), v.B, v.bs, v.C, v.cs, s.hb.data(), s.H.data(),
+                      s.y.data());
 
-    load_span(p.dout, p.dtype, off, len, s.dout.data());
-    if (p.has_z) {
-      load_span(p.z, p.dtype, off, len, s.z.data());
-      for (int t = 0; t < len; ++t) {
-        const float zt = s.z[t], sg = sigmoid(zt);
-        const float y = s.y[t] + Dd * s.u[t];
-        s.z[t] = s.dout[t] * y * sg * (1.0f + zt * (1.0f - sg));  // dz
-        s.dout[t] *= zt * sg;                                     // dy
+      load_span(p.dout, p.dtype, off, len, s.dout.data());
+      if (p.has_z) {
+        load_span(p.z, p.dtype, off, len, s.z.data());
+        sigmoid_span(s.z.data(), s.sg.data(), len);
+        for (int t = 0; t < len; ++t) {
+          const float zt = s.z[t], sg = s.sg[t], y = s.y[t] + Dd * s.u[t];
+          s.z[t] = s.dout[t] * y * sg * (1.0f + zt * (1.0f - sg));  // dz
+          s.dout[t] *= zt * sg;                                     // dy
+        }
+        store_span(p.dz, p.dtype, off, len, s.z.data());
       }
-      store_span(p.dz, p.dtype, off, len, s.z.data());
-    }
 
-    adjoint_chunk(NP, len, s.dout.data(), s.dt.data(), s.dtu.data(), s.a.data(), s.Bc.data(), s.Cc.data(),
-                  s.H.data(), s.Ap.data(), carry, dA_acc, dB_base + t0 * dB_stride, dB_stride,
-                  dC_base + t0 * dC_stride, dC_stride, s.tmp.data(), s.y.data());
-    for (int t = 0; t < len; ++t) {
-      const float dy = s.dout[t], sGB = s.tmp[t];
-      const float ddt = (s.u[t] * sGB + s.y[t]) * s.dsp[t];  // adjoint of the raw delta + bias
-      s.tmp[t] = s.dt[t] * sGB + Dd * dy;                   // du
-      s.y[t] = ddt;
-      dbias_acc += ddt;
-      dD_acc += dy * s.u[t];
+      float* dB_base = dBu ? dBu + static_cast<int64_t>(t0) * NP : s.dBinv.data() + k;
+      float* dC_base = dCu ? dCu + static_cast<int64_t>(t0) * NP : s.dCinv.data() + k;
+      adjoint_chunk(NP, len, s.dout.data(), s.dt.data(), s.dtu.data(), s.a.data(), v.B, v.bs, v.C, v.cs,
+                    s.H.data(), s.Ap.data(), s.carry.data() + k, s.dA.data() + k, dB_base, dBu ? NP : 0, dC_base,
+                    dCu ? NP : 0, s.tmp.data(), s.y.data());
+      float dD = s.dD[i], dbias = s.dbias[i];
+      for (int t = 0; t < len; ++t) {
+        const float dy = s.dout[t], sGB = s.tmp[t];
+        const float ddt = (s.u[t] * sGB + s.y[t]) * s.dsp[t];  // adjoint of the raw delta + bias
+        s.tmp[t] = s.dt[t] * sGB + Dd * dy;                   // du
+        s.y[t] = ddt;
+        dbias += ddt;
+        dD += dy * s.u[t];
+      }
+      s.dD[i] = dD;
+      s.dbias[i] = dbias;
+      store_span(p.du, p.dtype, off, len, s.tmp.data());
+      store_span(p.ddelta, p.dtype, off, len, s.y.data());
     }
-    store_span(p.du, p.dtype, off, len, s.tmp.data());
-    store_span(p.ddelta, p.dtype, off, len, s.y.data());
   }
-  if (p.dinitial_state) std::memcpy(p.dinitial_state + row * sh.N, carry, sizeof(float) * sh.N);
-  std::memcpy(part.dA.data() + row * NP, dA_acc, sizeof(float) * NP);
-  part.dD[row] = dD_acc;
-  part.dbias[row] = dbias_acc;
-  if (!p.is_variable_B) std::memcpy(part.dBinv.data() + row * NP, s.dBinv.data(), sizeof(float) * NP);
-  if (!p.is_variable_C) std::memcpy(part.dCinv.data() + row * NP, s.dCinv.data(), sizeof(float) * NP);
+  for (int i = 0; i < nch; ++i) {
+    const int64_t row = sh.row(b, d0 + i), k = static_cast<int64_t>(i) * NP;
+    if (p.dinitial_state) std::memcpy(p.dinitial_state + row * sh.N, s.carry.data() + k, sizeof(float) * sh.N);
+    std::memcpy(part.dA.data() + row * NP, s.dA.data() + k, sizeof(float) * NP);
+    part.dD[row] = s.dD[i];
+    part.dbias[row] = s.dbias[i];
+    if (!p.is_variable_B) std::memcpy(part.dBinv.data() + row * NP, s.dBinv.data() + k, sizeof(float) * NP);
+    if (!p.is_variable_C) std::memcpy(part.dCinv.data() + row * NP, s.dCinv.data() + k, sizeof(float) * NP);
+  }
 }
 
 // Writes a (dim, dstate) weight gradient: out[d, n] = sum over b in order of part[(b, d)][n], in dtype.
@@ -422,13 +504,17 @@ void reduce_weight(const Shape& sh, const std::vector<float>& part, DType dtype,
 void selective_scan_fwd_cpu(const SelectiveScanParams& p) {
   check_params(p, false);
   const Shape sh(p);
-  const int64_t rows = static_cast<int64_t>(sh.batch) * sh.dim;
-  parallel_for(rows, 1, [&](int64_t r0, int64_t r1) {
+  const int tiles_per_group = (sh.cpg + kTile - 1) / kTile;
+  const int64_t tiles = static_cast<int64_t>(sh.batch) * sh.G * tiles_per_group;
+  parallel_for(tiles, 1, [&](int64_t i0, int64_t i1) {
     Scratch s(sh.NP, 0);
-    for (int64_t r = r0; r < r1; ++r) {
-      const int b = static_cast<int>(r / sh.dim), d = static_cast<int>(r % sh.dim);
-      float* ck = p.checkpoints ? p.checkpoints + r * sh.nck * sh.N : nullptr;
-      forward_row(p, sh, b, d, s, ck, true);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t bg = i / tiles_per_group;
+      const int b = static_cast<int>(bg / sh.G), g = static_cast<int>(bg % sh.G);
+      const int c0 = static_cast<int>(i % tiles_per_group) * kTile, nch = std::min(kTile, sh.cpg - c0);
+      const int d0 = g * sh.cpg + c0;
+      float* ck = p.checkpoints ? p.checkpoints + sh.row(b, d0) * sh.nck * sh.N : nullptr;
+      forward_tile(p, sh, b, d0, nch, s, ck, true);
     }
   });
 }
@@ -452,9 +538,10 @@ void selective_scan_bwd_cpu(const SelectiveScanParams& p) {
   if (p.is_variable_B) part.dBvar.reset(new float[units * slab]);
   if (p.is_variable_C) part.dCvar.reset(new float[units * slab]);
 
-  // A unit is (b, g, slice): the slice's channels run in order and accumulate into the unit's own dB/dC slab.
+  // A unit is (b, g, slice): the slice's channels run in order, tile by tile, and accumulate into the unit's
+  // own dB/dC slab.
   parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
-    Scratch s(sh.NP, sh.nck);
+    Scratch s(sh.NP, p.checkpoints ? 0 : sh.nck * sh.N);
     for (int64_t unit = u0; unit < u1; ++unit) {
       const int64_t bgi = unit / slices;
       const int k = static_cast<int>(unit % slices);
@@ -465,7 +552,8 @@ void selective_scan_bwd_cpu(const SelectiveScanParams& p) {
       float* dCu = p.is_variable_C ? part.dCvar.get() + unit * slab : nullptr;
       if (dBu) std::memset(dBu, 0, sizeof(float) * slab);
       if (dCu) std::memset(dCu, 0, sizeof(float) * slab);
-      for (int c = c0; c < c1; ++c) backward_row(p, sh, b, g * sh.cpg + c, s, part, dBu, dCu);
+      for (int c = c0; c < c1; c += kTile)
+        backward_tile(p, sh, b, g * sh.cpg + c, std::min(kTile, c1 - c), s, part, dBu, dCu);
     }
   });
 
