@@ -1,0 +1,26 @@
+/**
+ * mamba-node: Mamba (selective state space models) for Node.js and TypeScript, with hand-written
+ * CUDA kernels. Public exports only; see docs/architecture.md for the layers.
+ *
+ * @packageDocumentation
+ */
+export { Tensor } from './tensor';
+export type { DType, DTypeLike, Device, DeviceLike, DataFor } from './dtype';
+export { dtypeSize } from './dtype';
+export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './creation';
+export type { CreateOptions, RandomOptions, TensorData, NestedArray } from './creation';
+export { tidy, keep, dispose, memory, emptyCache } from './memory';
+export type { MemoryInfo } from './memory';
+export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize } from './device';
+export type { DeviceInfo } from './device';
+export {
+  MambaError,
+  ArgumentError,
+  ShapeError,
+  DTypeError,
+  DeviceError,
+  OutOfMemoryError,
+  DisposedError,
+  InternalError,
+} from './errors';
+export type { ErrorSource } from './errors';

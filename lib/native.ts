@@ -1,0 +1,85 @@
+/**
+ * The only place that loads the compiled addon (build/Release/mamba_node.node). `NativeBinding`
+ * types every export; the rest of lib/ calls the addon only through `native()`. Loading registers
+ * the error classes of errors.ts so native code throws them directly.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { ERROR_KINDS, MambaError } from './errors';
+
+/** An opaque native tensor handle (a type-tagged object owned by the addon). */
+export interface NativeHandle {
+  readonly __brand: 'NativeHandle';
+}
+
+export type NativeDType = 'float32' | 'float16' | 'bfloat16' | 'int32';
+export type NativeDevice = 'cpu' | 'cuda';
+
+export interface NativeDeviceInfo {
+  index: number;
+  name: string;
+  totalMemory: number;
+  computeCapability: string;
+  multiprocessors: number;
+}
+
+export interface NativeMemory {
+  cpu: { tensors: number; bytes: number };
+  cuda: { tensors: number; bytes: number; allocatedBytes: number; reservedBytes: number; deviceAllocs: number };
+}
+
+export interface NativeBinding {
+  registerErrors(classes: readonly (new (message: string, source: object) => Error)[]): void;
+  // tensors: shapes are arrays of non-negative integers
+  fromData(values: Float32Array | Int32Array, shape: number[], dtype: NativeDType, device: NativeDevice): NativeHandle;
+  full(shape: number[], dtype: NativeDType, device: NativeDevice, value: number): NativeHandle;
+  arange(n: number, start: number, step: number, dtype: NativeDType, device: NativeDevice): NativeHandle;
+  rand(shape: number[], dtype: NativeDType, device: NativeDevice, seed: bigint, low: number, high: number): NativeHandle;
+  randn(shape: number[], dtype: NativeDType, device: NativeDevice, seed: bigint, mean: number, std: number): NativeHandle;
+  to(t: NativeHandle, device: NativeDevice): NativeHandle;
+  cast(t: NativeHandle, dtype: NativeDType): NativeHandle;
+  reshape(t: NativeHandle, shape: number[]): NativeHandle;
+  dataSync(t: NativeHandle): Float32Array | Int32Array;
+  data(t: NativeHandle): Promise<Float32Array | Int32Array>;
+  dispose(t: NativeHandle): void;
+  isDisposed(t: NativeHandle): boolean;
+  // devices and memory
+  compiledWithCuda(): boolean;
+  cudaAvailable(): boolean;
+  devices(): NativeDeviceInfo[];
+  memory(): NativeMemory;
+  emptyCache(): void;
+  synchronize(): void;
+}
+
+let binding: NativeBinding | undefined;
+
+/**
+ * Where the compiled addon is looked for: the package's build/Release, seen from lib/ (ts-jest),
+ * dist/ (compiled) or dist-test/lib/ (the compiled tests of the GPU bundle).
+ */
+export const ADDON_PATHS = [
+  path.join(__dirname, '..', 'build', 'Release', 'mamba_node.node'),
+  path.join(__dirname, '..', '..', 'build', 'Release', 'mamba_node.node'),
+];
+
+/** The loaded addon. Throws a MambaError saying how to build it when it is missing. */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const found = ADDON_PATHS.find((p) => fs.existsSync(p));
+  let b: NativeBinding;
+  try {
+    if (!found) throw new Error('file not found');
+    b = require(found) as NativeBinding;
+  } catch (e) {
+    throw new MambaError(
+      `mamba-node: cannot load the native addon at ${found ?? ADDON_PATHS[0]} (${(e as Error).message}); ` +
+        'build it with `npm run build:addon` (MAMBA_NO_CUDA=1 for a CPU-only build)',
+      { fn: 'native' },
+    );
+  }
+  b.registerErrors(ERROR_KINDS);
+  binding = b;
+  return b;
+}
