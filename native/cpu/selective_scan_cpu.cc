@@ -83,8 +83,14 @@ MAMBA_NO_TRAPPING_MATH inline float exp_approx(float x) {
   return q * s1 * s2;
 }
 
-MAMBA_HOT MAMBA_NO_TRAPPING_MATH void exp_inplace(float* __restrict x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = exp_approx(x[i]);
+// The decays of one chunk: a[t][n] = exp(dt[t] * A[n]) for len steps of NP states.
+MAMBA_HOT MAMBA_NO_TRAPPING_MATH void decay_chunk(const float* __restrict dt, const float* __restrict A, int NP,
+                                                  int len, float* __restrict a) {
+  for (int t = 0; t < len; ++t) {
+    const float x = dt[t];
+    float* __restrict at = a + static_cast<int64_t>(t) * NP;
+    for (int n = 0; n < NP; ++n) at[n] = exp_approx(x * A[n]);
+  }
 }
 
 // Natural log for x > 0 (Cephes logf polynomial, about 1 ulp); branch-free so loops over it vectorise.
@@ -267,13 +273,7 @@ void prepare_channel(const SelectiveScanParams& p, const Shape& sh, int b, int d
     for (int t = 0; t < len; ++t) s.dt[t] = s.tmp[t], s.dsp[t] = 1.0f;
   }
   for (int t = 0; t < len; ++t) s.dtu[t] = s.dt[t] * s.u[t];
-  float* __restrict a = s.a.data();
-  const float* __restrict Ap = s.Ap.data();
-  for (int t = 0; t < len; ++t) {
-    const float x = s.dt[t];
-    for (int n = 0; n < NP; ++n) a[static_cast<int64_t>(t) * NP + n] = x * Ap[n];
-  }
-  exp_inplace(a, static_cast<int64_t>(len) * NP);
+  decay_chunk(s.dt.data(), s.Ap.data(), NP, len, s.a.data());
 }
 
 // B and C as seen by the recurrence: [t][n] rows of the tile's chunk (stride NP), or the channel's
