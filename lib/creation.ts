@@ -18,7 +18,8 @@ export interface CreateOptions<T extends DTypeLike = DTypeLike> {
   device?: DeviceLike;
 }
 
-type Resolved<T> = T extends 'int64' ? 'int32' : T extends DType ? T : 'float32';
+/** The dtype a tensor created with dtype option `T` has (`int64` is stored as `int32`). */
+export type Resolved<T> = T extends 'int64' ? 'int32' : T extends DType ? T : 'float32';
 
 /** Nested arrays of numbers, or of bigints for int64 ids. */
 export type NestedArray = number | bigint | readonly NestedArray[];

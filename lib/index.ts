@@ -8,7 +8,7 @@ export { Tensor } from './tensor';
 export type { DType, DTypeLike, Device, DeviceLike, DataFor } from './dtype';
 export { dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './creation';
-export type { CreateOptions, RandomOptions, TensorData, NestedArray } from './creation';
+export type { CreateOptions, RandomOptions, TensorData, NestedArray, Resolved } from './creation';
 export { tidy, keep, dispose, memory, emptyCache } from './memory';
 export type { MemoryInfo } from './memory';
 export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize } from './device';

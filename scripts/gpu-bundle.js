@@ -79,8 +79,9 @@ export PATH="$here:$PATH" MAMBA_BUNDLE=1
 ./node scripts/test.js 2>&1 | tee "$outdir/test.log"
 status=\${PIPESTATUS[0]}
 if command -v compute-sanitizer >/dev/null 2>&1; then
+  # API errors are not reported: the out-of-memory test provokes a failing cudaMalloc on purpose.
   for tool in memcheck racecheck initcheck synccheck; do
-    compute-sanitizer --tool $tool --error-exitcode 99 build/native_cuda_test > "$outdir/sanitizer-$tool.log" 2>&1
+    compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 99 build/native_cuda_test > "$outdir/sanitizer-$tool.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$outdir/sanitizer-$tool.log" | tail -1))"
   done
 fi

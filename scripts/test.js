@@ -20,7 +20,8 @@ function runJest() {
   fs.mkdirSync(build, { recursive: true });
   fs.rmSync(out, { force: true });
   const jest = require.resolve('jest/bin/jest', { paths: [root] });
-  const args = [jest, '--ci', '--json', `--outputFile=${out}`, ...process.argv.slice(2)];
+  // One GPU: the bundle runs the test files in band, so one process owns the CUDA context.
+  const args = [jest, '--ci', '--json', `--outputFile=${out}`, ...(bundle ? ['--runInBand'] : []), ...process.argv.slice(2)];
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, MAMBA_TEST_JS: bundle ? '1' : process.env.MAMBA_TEST_JS } });
   if (!fs.existsSync(out)) {
     log(`jest produced no results (exit ${r.status})`);
@@ -97,5 +98,7 @@ function runGyp() {
 runJest();
 runNative();
 if (!bundle && (process.env.CI === 'true' || process.env.MAMBA_TEST_GYP === '1')) runGyp();
-console.log(`${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
+const summary = `${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`;
+fs.writeFileSync(path.join(build, 'test-summary.txt'), `${summary}\n`);
+console.log(summary);
 process.exit(totals.failed === 0 ? 0 : 1);
