@@ -35,10 +35,11 @@ inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 // Lays the workspace out from `base` (nullptr: only computes the size). Returns the total bytes.
 inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, BwdWorkspace* ws) {
+  const int tiles = tiles_per_group(p, choose_split(p));
   const size_t bdn = static_cast<size_t>(p.batch) * p.dim * p.dstate;
   const size_t bd = static_cast<size_t>(p.batch) * p.dim;
   const size_t bgnl = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
-  const size_t bc = p.deterministic ? bgnl * tiles_per_group(p) : bgnl;
+  const size_t bc = p.deterministic ? bgnl * tiles : bgnl;
   const size_t sizes[7] = {bdn, p.is_variable_B ? 0 : bdn, p.is_variable_C ? 0 : bdn, bd, bd,
                            p.is_variable_B ? bc : 0, p.is_variable_C ? bc : 0};
   float* ptrs[7];
@@ -52,21 +53,24 @@ inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, Bwd
 }
 
 // Dynamic shared memory of the backward (floats): B and C slabs, the double-buffered dB/dC reduction buffer
-// (2, kWarps, 2, kChunk), then eight per-warp (kWarps, dstate) arrays.
-inline size_t bwd_smem_bytes(int dstate) {
-  return sizeof(float) * (2 * kSlab * kChunk + 2 * kWarps * 2 * kChunk + 8 * kWarps * static_cast<size_t>(dstate));
+// (2, kWarps, 2, kChunk), the per-warp partial sums over states (3, kWarps, kChunk) when kSplit > 1, then eight
+// per-warp (kWarps, dstate) arrays.
+inline size_t bwd_smem_bytes(int dstate, int split) {
+  return sizeof(float) * (2 * kSlab * kChunk + 2 * kWarps * 2 * kChunk + (split > 1 ? 3 * kWarps * kChunk : 0) +
+                          8 * kWarps * static_cast<size_t>(dstate));
 }
 
-template <class Io>
+template <class Io, int kSplit>
 __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
   float* sC = sB + kSlab * kChunk;                // (kSlab, kChunk)
   float* sRed = sC + kSlab * kChunk;              // (2, kWarps, 2, kChunk) per-warp dB/dC of one state
+  float* sPart = sRed + 2 * kWarps * 2 * kChunk;  // (3, kWarps, kChunk) per-warp du_acc, ddtA, y if kSplit > 1
   const int N = p.dstate, L = p.seqlen;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* sA = sRed + 2 * kWarps * 2 * kChunk + warp * N;  // (N) A of this warp's channel
+  float* sA = sPart + (kSplit > 1 ? 3 * kWarps * kChunk : 0) + warp * N;  // (N) A of this warp's channel
   float* sRc = sA + kWarps * N;    // (N) adjoint entering the current chunk from the right
   float* sH = sRc + kWarps * N;    // (N) checkpoint: state before the current chunk
   float* sdA = sH + kWarps * N;    // (N) dA of this (b, d)
@@ -75,7 +79,8 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
   float* sBi = sdCi + kWarps * N;  // (N) time-invariant B of this channel
   float* sCi = sBi + kWarps * N;
 
-  const ChannelTile ct(p);
+  using Tile = ChannelTile<kSplit>;
+  const Tile ct(p);
   const size_t bd = static_cast<size_t>(ct.b) * p.dim + ct.d;
   const size_t row = bd * L;
   const int n_ckpt = num_chunks(L);
@@ -115,7 +120,7 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
     const int c0 = c * kChunk;
     const int t0 = c0 + lane * kItems;
     __syncwarp();
-    for (int n = lane; n < N; n += 32) sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
+    for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
     __syncwarp();
 
     float u[kItems], dt[kItems], dtu[kItems], dy[kItems], dsp[kItems];
@@ -156,8 +161,12 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
       if (p.is_variable_B) stage_slab<Io>(sB, Bg, s0, ns, c0, L, vec_B);
       if (p.is_variable_C) stage_slab<Io>(sC, Cg, s0, ns, c0, L, vec_C);
       __syncthreads();
-      for (int k = 0; k < ns; ++k) {
-        const int n = s0 + k;
+      // Every warp runs the same number of iterations (the barrier below); a warp without a state this round
+      // contributes zeros.
+      for (int kk = 0; kk < (ns + kSplit - 1) / kSplit; ++kk) {
+        const int k = kk * kSplit + ct.part;
+        const bool own = k < ns;
+        const int n = s0 + (own ? k : 0);
         const float A = sA[n];
         const float A2 = A * kLog2e;
         float Bv[kItems], Cv[kItems];
@@ -173,6 +182,11 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
 #pragma unroll
           for (int i = 0; i < kItems; ++i) Cv[i] = sCi[n];
         }
+        if (!own) {
+          // Zero input and output weights make this round inert: h, y and every gradient term stay 0.
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) Bv[i] = Cv[i] = 0.f;
+        }
 
         // Forward recomputation: lane-local run from zero, then the warp scan from the checkpoint.
         float a[kItems], h[kItems], P[kItems];
@@ -186,7 +200,7 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
           P[i] = prod;
         }
         float unused;
-        const float h_in = scan_forward(prod, hr, sH[n], lane, unused);
+        const float h_in = scan_forward(prod, hr, own ? sH[n] : 0.f, lane, unused);
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           h[i] = fmaf(P[i], h_in, h[i]);
@@ -202,11 +216,11 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
           S[i] = S[i + 1] * a[i + 1];
           gl[i] = fmaf(a[i + 1], gl[i + 1], Cv[i] * dy[i]);
         }
-        const float carry = sRc[n];
+        const float carry = own ? sRc[n] : 0.f;
         float carry_out;
         const float r = scan_reverse(prod, a[0] * gl[0], carry, lane, carry_out);
         __syncwarp();  // every lane has read the old carry before lane 0 replaces it
-        if (lane == 0) sRc[n] = carry_out;
+        if (lane == 0 && own) sRc[n] = carry_out;
 
         float dBt[kItems], dCt[kItems];
         float dA_l = 0.f;
@@ -214,21 +228,23 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
         for (int i = 0; i < kItems; ++i) {
           const float g = fmaf(S[i], r, gl[i]);
           const float hprev = i == 0 ? h_in : h[i - 1];
-          dBt[i] = g * dtu[i];
-          dCt[i] = dy[i] * h[i];
-          du_acc[i] = fmaf(g, Bv[i], du_acc[i]);
-          const float q = g * a[i] * hprev;
-          ddtA[i] = fmaf(A, q, ddtA[i]);
-          dA_l = fmaf(dt[i], q, dA_l);
+          dBt[i] = own ? g * dtu[i] : 0.f;
+          dCt[i] = own ? dy[i] * h[i] : 0.f;
+          if (own) {
+            du_acc[i] = fmaf(g, Bv[i], du_acc[i]);
+            const float q = g * a[i] * hprev;
+            ddtA[i] = fmaf(A, q, ddtA[i]);
+            dA_l = fmaf(dt[i], q, dA_l);
+          }
         }
         dA_l = warp_sum(dA_l);
-        if (lane == 0) sdA[n] += dA_l;
+        if (lane == 0 && own) sdA[n] += dA_l;
         if (!p.is_variable_B) {
           float s = 0.f;
 #pragma unroll
           for (int i = 0; i < kItems; ++i) s += dBt[i];
           s = warp_sum(s);
-          if (lane == 0) sdBi[n] += s;
+          if (lane == 0 && own) sdBi[n] += s;
         } else {
           write_items(sRed + ((buf * kWarps + warp) * 2 + 0) * kChunk, lane, dBt);
         }
@@ -237,28 +253,34 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
 #pragma unroll
           for (int i = 0; i < kItems; ++i) s += dCt[i];
           s = warp_sum(s);
-          if (lane == 0) sdCi[n] += s;
+          if (lane == 0 && own) sdCi[n] += s;
         } else {
           write_items(sRed + ((buf * kWarps + warp) * 2 + 1) * kChunk, lane, dCt);
         }
         if (reduce_bc) {
-          // Sum the block's channels in warp order; one thread per time step. The buffer alternates between
-          // states, so one barrier per state suffices: a buffer is rewritten only after the next barrier.
+          // Sum the block's channels in channel order, one thread per time step, for each state of this round.
+          // The buffer alternates between rounds, so one barrier per round suffices: a buffer is rewritten only
+          // after the next barrier.
           __syncthreads();
           const int t = c0 + threadIdx.x;
           if (t < L) {
-            const size_t o = bc_off + static_cast<size_t>(n) * L + t;
 #pragma unroll
-            for (int m = 0; m < 2; ++m) {
-              if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
-              float s = 0.f;
+            for (int q = 0; q < kSplit; ++q) {
+              if (kk * kSplit + q >= ns) break;
+              const size_t o = bc_off + static_cast<size_t>(s0 + kk * kSplit + q) * L + t;
 #pragma unroll
-              for (int w = 0; w < kWarps; ++w) s += sRed[((buf * kWarps + w) * 2 + m) * kChunk + threadIdx.x];
-              float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
-              if (p.deterministic) {
-                acc[o] = s;
-              } else {
-                atomicAdd(acc + o, s);
+              for (int m = 0; m < 2; ++m) {
+                if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
+                float s = 0.f;
+#pragma unroll
+                for (int ch = 0; ch < Tile::kChannels; ++ch)
+                  s += sRed[((buf * kWarps + ch * kSplit + q) * 2 + m) * kChunk + threadIdx.x];
+                float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
+                if (p.deterministic) {
+                  acc[o] = s;
+                } else {
+                  atomicAdd(acc + o, s);
+                }
               }
             }
           }
@@ -267,7 +289,29 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
       }
     }
 
-    if (ct.active) {
+    if constexpr (kSplit > 1) {
+      // Sum the per-state accumulators of the channel's warps in part order; part 0 finishes the channel.
+      write_items(sPart + (0 * kWarps + warp) * kChunk, lane, du_acc);
+      write_items(sPart + (1 * kWarps + warp) * kChunk, lane, ddtA);
+      write_items(sPart + (2 * kWarps + warp) * kChunk, lane, y);
+      __syncthreads();
+      if (ct.part == 0) {
+#pragma unroll
+        for (int q = 1; q < kSplit; ++q) {
+          float v0[kItems], v1[kItems], v2[kItems];
+          read_items(sPart + (0 * kWarps + warp + q) * kChunk, lane, v0);
+          read_items(sPart + (1 * kWarps + warp + q) * kChunk, lane, v1);
+          read_items(sPart + (2 * kWarps + warp + q) * kChunk, lane, v2);
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) {
+            du_acc[i] += v0[i];
+            ddtA[i] += v1[i];
+            y[i] += v2[i];
+          }
+        }
+      }
+    }
+    if (ct.active && ct.part == 0) {
       float du[kItems], ddl[kItems];
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
@@ -298,13 +342,13 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
   dD_acc = warp_sum(dD_acc);
   ddb_acc = warp_sum(ddb_acc);
   if (!ct.active) return;
-  for (int n = lane; n < N; n += 32) {
+  for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) {
     ws.dA_part[bd * N + n] = sdA[n];
     if (!p.is_variable_B) ws.dBi_part[bd * N + n] = sdBi[n];
     if (!p.is_variable_C) ws.dCi_part[bd * N + n] = sdCi[n];
     if (p.dinitial_state != nullptr) p.dinitial_state[bd * N + n] = sRc[n];
   }
-  if (lane == 0) {
+  if (lane == 0 && ct.part == 0) {
     ws.dD_part[bd] = dD_acc;
     ws.ddb_part[bd] = ddb_acc;
   }
@@ -372,8 +416,8 @@ inline int grid_for(size_t total) {
   return static_cast<int>(blocks < 132 * 16 ? (blocks > 0 ? blocks : 1) : 132 * 16);
 }
 
-template <DType kType>
-void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+template <DType kType, int kSplit>
+void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
   using Io = IO<kType>;
   BwdWorkspace ws;
   bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
@@ -384,13 +428,13 @@ void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cu
       if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
     }
   }
-  auto kernel = selective_scan_bwd_kernel<Io>;
-  const size_t smem = bwd_smem_bytes(p.dstate);
+  auto kernel = selective_scan_bwd_kernel<Io, kSplit>;
+  const size_t smem = bwd_smem_bytes(p.dstate, kSplit);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
   }
-  const int tiles = tiles_per_group(p);
+  const int tiles = tiles_per_group(p, kSplit);
   kernel<<<dim3(p.n_groups * tiles, p.batch), kThreads, smem, stream>>>(p, ws);
   check_launch("selective_scan_bwd_cuda");
   if (p.is_variable_B || p.is_variable_C) {
@@ -400,6 +444,15 @@ void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cu
   }
   selective_scan_bwd_channel_kernel<Io><<<grid_for(static_cast<size_t>(p.dim) * p.dstate), 256, 0, stream>>>(p, ws);
   check_launch("selective_scan_bwd_cuda");
+}
+
+template <DType kType>
+void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  switch (choose_split(p)) {
+    case 1: return selective_scan_bwd_launch_split<kType, 1>(p, workspace, stream);
+    case 2: return selective_scan_bwd_launch_split<kType, 2>(p, workspace, stream);
+    default: return selective_scan_bwd_launch_split<kType, 4>(p, workspace, stream);
+  }
 }
 
 }  // namespace ss

@@ -209,25 +209,39 @@ __device__ __forceinline__ float scan_reverse(float beta, float alpha, float car
   return fmaf(bn, carry, an);
 }
 
-// Which channel a warp owns: blocks tile each B/C group separately so a block never straddles two groups.
+// Which channel and which states a warp owns. kSplit warps share one channel, warp part p taking the states
+// n with n % kSplit == p (more warps when batch * dim is small); a block holds kWarps / kSplit channels. Blocks
+// tile each B/C group separately so a block never straddles two groups.
+template <int kSplit>
 struct ChannelTile {
-  int b, g, tile, d;
+  static constexpr int kChannels = kWarps / kSplit;
+  int b, g, tile, d, part;
   bool active;
-  __device__ ChannelTile(const SelectiveScanParams& p) {
+  __device__ explicit ChannelTile(const SelectiveScanParams& p) {
     const int gs = p.dim / p.n_groups;
-    const int tiles = (gs + kWarps - 1) / kWarps;
+    const int tiles = (gs + kChannels - 1) / kChannels;
+    const int warp = static_cast<int>(threadIdx.x / 32);
     b = blockIdx.y;
     g = blockIdx.x / tiles;
     tile = blockIdx.x % tiles;
-    const int local = tile * kWarps + static_cast<int>(threadIdx.x / 32);
+    part = warp % kSplit;
+    const int local = tile * kChannels + warp / kSplit;
     active = local < gs;
     d = g * gs + (active ? local : 0);
   }
 };
 
-inline int tiles_per_group(const SelectiveScanParams& p) {
-  const int gs = p.dim / p.n_groups;
-  return (gs + kWarps - 1) / kWarps;
+inline int tiles_per_group(const SelectiveScanParams& p, int split) {
+  const int gs = p.dim / p.n_groups, channels = kWarps / split;
+  return (gs + channels - 1) / channels;
+}
+
+// Warps per channel: enough warps to fill the GPU when batch * dim is small (S3), never more than dstate / 4.
+inline int choose_split(const SelectiveScanParams& p) {
+  const long channels = static_cast<long>(p.batch) * p.dim;
+  int split = 1;
+  while (split < 4 && channels * split < 4096 && 4 * split * 2 <= p.dstate) split *= 2;
+  return split;
 }
 
 }  // namespace ss

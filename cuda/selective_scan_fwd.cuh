@@ -15,26 +15,28 @@
 namespace mamba {
 namespace ss {
 
-// Dynamic shared memory of the forward (floats): B and C slabs, then per-warp state carries, A*log2e and the
-// time-invariant B/C values, each (kWarps, dstate).
-inline size_t fwd_smem_bytes(int dstate) {
-  return sizeof(float) * (2 * kSlab * kChunk + 4 * kWarps * static_cast<size_t>(dstate));
+// Dynamic shared memory of the forward (floats): B and C slabs, the per-warp partial outputs (kWarps, kChunk)
+// when kSplit > 1, then per-warp state carries, A*log2e and the time-invariant B/C values, each (kWarps, dstate).
+inline size_t fwd_smem_bytes(int dstate, int split) {
+  return sizeof(float) *
+         (2 * kSlab * kChunk + (split > 1 ? kWarps * kChunk : 0) + 4 * kWarps * static_cast<size_t>(dstate));
 }
 
-template <class Io>
+template <class Io, int kSplit>
 __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(const SelectiveScanParams p) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
   float* sC = sB + kSlab * kChunk;                // (kSlab, kChunk)
+  float* sY = sC + kSlab * kChunk;                 // (kWarps, kChunk) partial y over each warp's states
   const int N = p.dstate, L = p.seqlen;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* sCarry = sC + kSlab * kChunk + warp * N;  // (N) state before the current chunk, this warp's channel
+  float* sCarry = sY + (kSplit > 1 ? kWarps * kChunk : 0) + warp * N;  // (N) state before the chunk
   float* sA2 = sCarry + kWarps * N;                // (N) A * log2e
   float* sBi = sA2 + kWarps * N;                   // (N) time-invariant B of this channel
   float* sCi = sBi + kWarps * N;                   // (N) time-invariant C of this channel
 
-  const ChannelTile ct(p);
+  const ChannelTile<kSplit> ct(p);
   const size_t bd = static_cast<size_t>(ct.b) * p.dim + ct.d;
   const size_t row = bd * L;
   const int n_ckpt = num_chunks(L);
@@ -64,7 +66,7 @@ __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(const Sele
     const int t0 = c0 + lane * kItems;
     __syncwarp();  // carries written by lane 0 in the previous chunk are visible to all lanes
     if (p.checkpoints != nullptr && ct.active)
-      for (int n = lane; n < N; n += 32) p.checkpoints[(bd * n_ckpt + c) * N + n] = sCarry[n];
+      for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) p.checkpoints[(bd * n_ckpt + c) * N + n] = sCarry[n];
 
     float u[kItems], dt[kItems], dtu[kItems], y[kItems];
     if (ct.active) {
@@ -90,7 +92,7 @@ __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(const Sele
       if (p.is_variable_B) stage_slab<Io>(sB, Bg, s0, ns, c0, L, vec_B);
       if (p.is_variable_C) stage_slab<Io>(sC, Cg, s0, ns, c0, L, vec_C);
       __syncthreads();
-      for (int k = 0; k < ns; ++k) {
+      for (int k = ct.part; k < ns; k += kSplit) {
         const int n = s0 + k;
         const float A2 = sA2[n];
         float Bv[kItems], Cv[kItems];
@@ -127,7 +129,21 @@ __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(const Sele
       }
     }
 
-    if (ct.active) {
+    if constexpr (kSplit > 1) {
+      // Sum the partial outputs of the channel's warps in part order; part 0 finishes the channel.
+      write_items(sY + warp * kChunk, lane, y);
+      __syncthreads();
+      if (ct.part == 0) {
+#pragma unroll
+        for (int q = 1; q < kSplit; ++q) {
+          float yq[kItems];
+          read_items(sY + (warp + q) * kChunk, lane, yq);
+#pragma unroll
+          for (int i = 0; i < kItems; ++i) y[i] += yq[i];
+        }
+      }
+    }
+    if (ct.active && ct.part == 0) {
       float z[kItems];
       if (p.has_z) load_items<Io>(z_row, t0, L, vec_z, z);
 #pragma unroll
@@ -140,21 +156,30 @@ __global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(const Sele
   }
   __syncwarp();
   if (p.last_state != nullptr && ct.active)
-    for (int n = lane; n < N; n += 32) p.last_state[bd * N + n] = sCarry[n];
+    for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) p.last_state[bd * N + n] = sCarry[n];
 }
 
-template <DType kType>
-void selective_scan_fwd_launch(const SelectiveScanParams& p, cudaStream_t stream) {
-  auto kernel = selective_scan_fwd_kernel<IO<kType>>;
-  const size_t smem = fwd_smem_bytes(p.dstate);
+template <DType kType, int kSplit>
+void selective_scan_fwd_launch_split(const SelectiveScanParams& p, cudaStream_t stream) {
+  auto kernel = selective_scan_fwd_kernel<IO<kType>, kSplit>;
+  const size_t smem = fwd_smem_bytes(p.dstate, kSplit);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
   }
-  const dim3 grid(p.n_groups * tiles_per_group(p), p.batch);
+  const dim3 grid(p.n_groups * tiles_per_group(p, kSplit), p.batch);
   kernel<<<grid, kThreads, smem, stream>>>(p);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
+}
+
+template <DType kType>
+void selective_scan_fwd_launch(const SelectiveScanParams& p, cudaStream_t stream) {
+  switch (choose_split(p)) {
+    case 1: return selective_scan_fwd_launch_split<kType, 1>(p, stream);
+    case 2: return selective_scan_fwd_launch_split<kType, 2>(p, stream);
+    default: return selective_scan_fwd_launch_split<kType, 4>(p, stream);
+  }
 }
 
 }  // namespace ss

@@ -579,6 +579,30 @@ int run_checks(bool small) {
       c.var_C = false;
       cases.push_back(c);
     }
+  // dstate that is not a power of two or spans two slabs, and batch * dim large enough for one warp per
+  // channel (the kernels split a channel's states over 2 or 4 warps when batch * dim is small).
+  for (DType dt : dtypes) {
+    for (int N : small ? std::vector<int>{12, 17} : std::vector<int>{4, 8, 12, 17, 40}) {
+      Case c;
+      c.dtype = dt;
+      c.N = N;
+      c.L = 300;
+      c.groups = 2;
+      c.init_state = c.dlast = true;
+      cases.push_back(c);
+    }
+    for (bool det : {false, true}) {
+      Case c;
+      c.dtype = dt;
+      c.batch = 2;
+      c.dim = 2050;
+      c.groups = 2;
+      c.L = small ? 40 : 300;
+      c.deterministic = det;
+      c.init_state = c.dlast = det;
+      cases.push_back(c);
+    }
+  }
   int passed = 0, failed = 0;
   uint64_t seed = 1;
   for (const Case& c : cases) (run_case(c, seed++) ? passed : failed)++;
