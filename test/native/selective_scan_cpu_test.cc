@@ -3,7 +3,8 @@
 // test/reference/selective_scan.ts). Shapes follow native/params.h: u/delta/z/out (batch, dim, L),
 // A (dim, dstate), B/C (batch, n_groups, dstate, L) or (dim, dstate), states (batch, dim, dstate).
 // Checks: a grid over L, dstate, groups, flags, time-invariant B/C, initial/last state and the three dtypes
-// (reference computed on the same rounded inputs, mamba_ssm test tolerances); central finite differences of
+// (reference computed on the same rounded inputs, mamba_ssm test tolerances), plus wider shapes for the
+// kernel's channel tiling; central finite differences of
 // the reference backward; segment consistency (scan [0,k) then [k,L) equals [0,L), forward and backward);
 // bitwise determinism across runs and thread counts; NaN propagation; invalid params throwing.
 // Prints one line per failed case and a final "N passed, N failed"; exit code 1 if anything failed.
@@ -451,6 +452,28 @@ void test_flags() {
           }
 }
 
+// Wider shapes, so the kernel's channel tiles (16 channels) and backward slices of a group are uneven and
+// several of them share one (batch, group): batch 16 x dim 40 (three tiles in one slice), batch 1 x dim 96 x
+// 2 groups and batch 2 x dim 70 x 2 groups (several slices per group).
+void test_wide() {
+  const int shapes[][3] = {{16, 40, 1}, {1, 96, 2}, {2, 70, 2}};
+  int idx = 0;
+  for (DType t : {DType::Float32, DType::BFloat16})
+    for (const auto& sh : shapes)
+      for (int bc = 0; bc < 2; ++bc, ++idx) {
+        Case c;
+        c.dtype = t;
+        c.batch = sh[0];
+        c.dim = sh[1];
+        c.G = sh[2];
+        c.L = 300;
+        c.N = 16;
+        c.varB = c.varC = bc == 0;
+        c.softplus = c.hasD = c.hasZ = c.hasBias = c.hasInit = c.hasDlast = true;
+        run_case(c, 8000 + idx);
+      }
+}
+
 // Central differences of the reference forward against the reference backward, loss = <dout, out> +
 // <dlast, last_state>, over every input element.
 void test_finite_differences() {
@@ -719,6 +742,7 @@ int main(int argc, char** argv) {
   test_finite_differences();
   test_grid();
   test_flags();
+  test_wide();
   test_segments();
   test_determinism();
   test_nan();
