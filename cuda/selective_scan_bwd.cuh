@@ -61,7 +61,7 @@ inline size_t bwd_smem_bytes(int dstate, int split) {
 }
 
 template <class Io, int kSplit>
-__global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
+__global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS) selective_scan_bwd_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
@@ -123,36 +123,36 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
     for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
     __syncwarp();
 
-    float u[kItems], dt[kItems], dtu[kItems], dy[kItems], dsp[kItems];
+    // u and the raw delta are not kept across the state loop (registers); they are re-read for the epilogue.
+    float dt[kItems], dtu[kItems], dy[kItems];
     float du_acc[kItems], ddtA[kItems], y[kItems];
-    if (ct.active) {
-      load_items<Io>(u_row, t0, L, vec_u, u);
-      load_items<Io>(dl_row, t0, L, vec_dl, dt);
-      load_items<Io>(dout_row, t0, L, vec_dout, dy);
-      if (p.has_z) {
-        float z[kItems];
-        load_items<Io>(z_row, t0, L, vec_z, z);
+    {
+      float u[kItems];
+      if (ct.active) {
+        load_items<Io>(u_row, t0, L, vec_u, u);
+        load_items<Io>(dl_row, t0, L, vec_dl, dt);
+        load_items<Io>(dout_row, t0, L, vec_dout, dy);
+        if (p.has_z) {
+          float z[kItems];
+          load_items<Io>(z_row, t0, L, vec_z, z);
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) dy[i] *= z[i] * sigmoidf_fast(z[i]);
+          for (int i = 0; i < kItems; ++i) dy[i] *= z[i] * sigmoidf_fast(z[i]);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) u[i] = dt[i] = dy[i] = 0.f;
       }
-    } else {
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) u[i] = dt[i] = dy[i] = 0.f;
-    }
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const bool valid = ct.active && t0 + i < L;
-      float x = dt[i] + bias;
-      dsp[i] = 1.f;
-      if (p.delta_softplus) {
-        dsp[i] = sigmoidf_fast(x);
-        x = softplusf(x);
+      for (int i = 0; i < kItems; ++i) {
+        const bool valid = ct.active && t0 + i < L;
+        float x = dt[i] + bias;
+        if (p.delta_softplus) x = softplusf(x);
+        // Padded steps: decay 1, no input, no output gradient; the adjoint passes through unchanged.
+        dt[i] = valid ? x : 0.f;
+        dy[i] = valid ? dy[i] : 0.f;
+        dtu[i] = dt[i] * u[i];
+        du_acc[i] = ddtA[i] = y[i] = 0.f;
       }
-      // Padded steps: decay 1, no input, no output gradient; the adjoint passes through unchanged.
-      dt[i] = valid ? x : 0.f;
-      dy[i] = valid ? dy[i] : 0.f;
-      dtu[i] = dt[i] * u[i];
-      du_acc[i] = ddtA[i] = y[i] = 0.f;
     }
 
     for (int s0 = 0; s0 < N; s0 += kSlab) {
@@ -188,45 +188,45 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
           for (int i = 0; i < kItems; ++i) Bv[i] = Cv[i] = 0.f;
         }
 
-        // Forward recomputation: lane-local run from zero, then the warp scan from the checkpoint.
-        float a[kItems], h[kItems], P[kItems];
+        // Forward recomputation: lane-local run from zero gives the lane's map, the warp scan the state entering
+        // the lane (from the checkpoint), and a second run from that state the exact states h.
+        float a[kItems], h[kItems];
         float hr = 0.f, prod = 1.f;
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           a[i] = fast_exp2(dt[i] * A2);
           hr = fmaf(a[i], hr, dtu[i] * Bv[i]);
           prod *= a[i];
-          h[i] = hr;
-          P[i] = prod;
         }
         float unused;
         const float h_in = scan_forward(prod, hr, own ? sH[n] : 0.f, lane, unused);
+        hr = h_in;
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
-          h[i] = fmaf(P[i], h_in, h[i]);
-          if (p.has_z) y[i] = fmaf(Cv[i], h[i], y[i]);
+          hr = fmaf(a[i], hr, dtu[i] * Bv[i]);
+          h[i] = hr;
+          if (p.has_z) y[i] = fmaf(Cv[i], hr, y[i]);
         }
 
-        // Adjoint: lane-local run backwards from zero with suffix decay products S, then the reverse warp scan.
-        float gl[kItems], S[kItems];
-        gl[kItems - 1] = Cv[kItems - 1] * dy[kItems - 1];
-        S[kItems - 1] = 1.f;
+        // Adjoint g_t = C_t*dy_t + a_{t+1}*g_{t+1}: a lane-local run from zero gives the lane's map, the reverse
+        // warp scan the adjoint r entering the lane from the right, and a second run from r the exact g.
+        float cd[kItems];
 #pragma unroll
-        for (int i = kItems - 2; i >= 0; --i) {
-          S[i] = S[i + 1] * a[i + 1];
-          gl[i] = fmaf(a[i + 1], gl[i + 1], Cv[i] * dy[i]);
-        }
+        for (int i = 0; i < kItems; ++i) cd[i] = Cv[i] * dy[i];
+        float gl = cd[kItems - 1];
+#pragma unroll
+        for (int i = kItems - 2; i >= 0; --i) gl = fmaf(a[i + 1], gl, cd[i]);
         const float carry = own ? sRc[n] : 0.f;
         float carry_out;
-        const float r = scan_reverse(prod, a[0] * gl[0], carry, lane, carry_out);
+        const float r = scan_reverse(prod, a[0] * gl, carry, lane, carry_out);
         __syncwarp();  // every lane has read the old carry before lane 0 replaces it
         if (lane == 0 && own) sRc[n] = carry_out;
 
         float dBt[kItems], dCt[kItems];
-        float dA_l = 0.f;
+        float dA_l = 0.f, g = r;
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) {
-          const float g = fmaf(S[i], r, gl[i]);
+        for (int i = kItems - 1; i >= 0; --i) {
+          g = i == kItems - 1 ? cd[i] + r : fmaf(a[i + 1], g, cd[i]);
           const float hprev = i == 0 ? h_in : h[i - 1];
           dBt[i] = own ? g * dtu[i] : 0.f;
           dCt[i] = own ? dy[i] * h[i] : 0.f;
@@ -312,9 +312,13 @@ __global__ void __launch_bounds__(kThreads) selective_scan_bwd_kernel(const Sele
       }
     }
     if (ct.active && ct.part == 0) {
-      float du[kItems], ddl[kItems];
+      float u[kItems], dsp[kItems], du[kItems], ddl[kItems];
+      load_items<Io>(u_row, t0, L, vec_u, u);
+      load_items<Io>(dl_row, t0, L, vec_dl, dsp);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
+        // softplus'(x) = sigmoid(x) of the raw delta + bias
+        dsp[i] = p.delta_softplus ? sigmoidf_fast(dsp[i] + bias) : 1.f;
         du[i] = fmaf(dt[i], du_acc[i], D * dy[i]);
         ddl[i] = fmaf(u[i], du_acc[i], ddtA[i]) * dsp[i];
         if (t0 + i < L) {

@@ -22,6 +22,15 @@ constexpr int kItems = 8;                   // consecutive time steps per lane
 constexpr int kChunk = 32 * kItems;         // time steps per warp-chunk
 constexpr int kSlab = 16;                   // states staged in shared memory at a time
 constexpr float kLog2e = 1.4426950408889634f;
+// Minimum resident blocks per SM asked of the compiler (caps registers at 65536 / (kThreads * n)). The backward
+// needs ~200 registers uncapped (one block per SM); capped at 128 it spills ~150 bytes per thread to L1 but keeps
+// twice the warps resident. Override at build time (-DMAMBA_SS_BWD_MIN_BLOCKS=1) to compare on the GPU.
+#ifndef MAMBA_SS_FWD_MIN_BLOCKS
+#define MAMBA_SS_FWD_MIN_BLOCKS 2
+#endif
+#ifndef MAMBA_SS_BWD_MIN_BLOCKS
+#define MAMBA_SS_BWD_MIN_BLOCKS 2
+#endif
 static_assert(kChunk == kScanCheckpointChunk, "one warp-chunk must be one checkpoint interval");
 static_assert(kThreads == kChunk, "the backward reduces one time step per thread");
 

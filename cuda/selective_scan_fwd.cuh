@@ -23,7 +23,7 @@ inline size_t fwd_smem_bytes(int dstate, int split) {
 }
 
 template <class Io, int kSplit>
-__global__ void __launch_bounds__(kThreads) selective_scan_fwd_kernel(const SelectiveScanParams p) {
+__global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS) selective_scan_fwd_kernel(const SelectiveScanParams p) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
