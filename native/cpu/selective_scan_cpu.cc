@@ -2,11 +2,15 @@
 // params.h; float64 references in test/native/selective_scan_cpu_test.cc and test/reference/selective_scan.ts;
 // notes and measured speed in docs/kernels/selective_scan_cpu.md).
 //
-// Work is split over (batch, dim) rows. A row is walked in chunks of kScanCheckpointChunk steps: the chunk's
-// inputs are converted to float32 once into per-worker scratch laid out [t][n] (n padded to a multiple of
-// kLanes), all exp(dt * A) of the chunk are computed in one flat vectorisable pass, then the serial recurrence
-// runs with the state dimension as the vector axis. The backward walks chunks last to first, recomputing the
-// chunk's states from its checkpoint, so scratch is O(chunk * dstate) per worker.
+// Shapes: u/delta/z/out and their gradients (batch, dim, L); A (dim, dstate); B/C (batch, n_groups, dstate, L)
+// or (dim, dstate); states and checkpoints float32 (batch, dim, [n_ckpt,] dstate). A row is one (b, d), walked
+// in chunks of kScanCheckpointChunk steps: the chunk's inputs are converted to float32 once into per-worker
+// scratch laid out [t][n] (n padded to a multiple of kLanes), all exp(dt * A) of the chunk are computed in one
+// flat vectorisable pass, then the serial recurrence runs with the state axis as the vector axis. Rows are
+// processed in tiles of kTile channels of one group so a chunk of B/C is converted once per tile. The backward
+// walks chunks last to first, recomputing each chunk's states from its checkpoint, so scratch is
+// O(chunk * dstate) per worker; its work units and reduction order depend only on the shape, which makes the
+// result bitwise independent of the thread count.
 #include "selective_scan_cpu.h"
 
 #include <algorithm>
