@@ -591,17 +591,18 @@ int run_checks(bool small) {
       c.init_state = c.dlast = true;
       cases.push_back(c);
     }
-    for (bool det : {false, true}) {
-      Case c;
-      c.dtype = dt;
-      c.batch = 2;
-      c.dim = 2050;
-      c.groups = 2;
-      c.L = small ? 40 : 300;
-      c.deterministic = det;
-      c.init_state = c.dlast = det;
-      cases.push_back(c);
-    }
+    for (int L : small ? std::vector<int>{40} : std::vector<int>{300, 1024})
+      for (bool det : {false, true}) {
+        Case c;
+        c.dtype = dt;
+        c.batch = 2;
+        c.dim = 2050;
+        c.groups = 2;
+        c.L = L;
+        c.deterministic = det;
+        c.init_state = c.dlast = det;
+        cases.push_back(c);
+      }
   }
   int passed = 0, failed = 0;
   uint64_t seed = 1;
