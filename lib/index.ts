@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 export { Tensor } from './tensor';
+export * as ops from './ops';
 export type { DType, DTypeLike, Device, DeviceLike, DataFor } from './dtype';
 export { dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './creation';

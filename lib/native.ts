@@ -29,6 +29,19 @@ export interface NativeMemory {
   cuda: { tensors: number; bytes: number; allocatedBytes: number; reservedBytes: number; deviceAllocs: number };
 }
 
+/** u, delta, A, B, C, D, z, deltaBias, initialState (the last four optional). */
+export type ScanInputs = [
+  u: NativeHandle,
+  delta: NativeHandle,
+  A: NativeHandle,
+  B: NativeHandle,
+  C: NativeHandle,
+  D: NativeHandle | null,
+  z: NativeHandle | null,
+  deltaBias: NativeHandle | null,
+  initialState: NativeHandle | null,
+];
+
 export interface NativeBinding {
   registerErrors(classes: readonly (new (message: string, source: object) => Error)[]): void;
   // tensors: shapes are arrays of non-negative integers
@@ -44,6 +57,15 @@ export interface NativeBinding {
   data(t: NativeHandle): Promise<Float32Array | Int32Array>;
   dispose(t: NativeHandle): void;
   isDisposed(t: NativeHandle): boolean;
+  // selective scan (native/ops/selective_scan.cc); absent optional inputs are null
+  selectiveScanFwd(...args: [...ScanInputs, deltaSoftplus: boolean, returnLastState: boolean, saveCheckpoints: boolean]): [
+    out: NativeHandle,
+    lastState: NativeHandle | null,
+    checkpoints: NativeHandle | null,
+  ];
+  selectiveScanBwd(
+    ...args: [...ScanInputs, checkpoints: NativeHandle, dout: NativeHandle, dLastState: NativeHandle | null, deltaSoftplus: boolean, deterministic: boolean, wantDInitialState: boolean]
+  ): [NativeHandle, NativeHandle, NativeHandle, NativeHandle, NativeHandle, ...(NativeHandle | null)[]];
   // devices and memory
   compiledWithCuda(): boolean;
   cudaAvailable(): boolean;

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCreation(env, exports);
   InitCopy(env, exports);
   InitDevice(env, exports);
+  InitSelectiveScan(env, exports);
   return exports;
 }
 

@@ -19,5 +19,6 @@ void InitTensor(Napi::Env env, Napi::Object exports);
 void InitCreation(Napi::Env env, Napi::Object exports);
 void InitCopy(Napi::Env env, Napi::Object exports);
 void InitDevice(Napi::Env env, Napi::Object exports);
+void InitSelectiveScan(Napi::Env env, Napi::Object exports);
 
 }  // namespace mamba
