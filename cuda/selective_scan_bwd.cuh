@@ -61,7 +61,8 @@ inline size_t bwd_smem_bytes(int dstate, int split) {
 }
 
 template <class Io, int kSplit>
-__global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS) selective_scan_bwd_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
+__global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
+    selective_scan_bwd_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
@@ -89,8 +90,12 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS) selective_s
     sA[n] = ct.active ? p.A[static_cast<size_t>(ct.d) * N + n] : 0.f;
     sRc[n] = (ct.active && p.dlast_state != nullptr) ? p.dlast_state[bd * N + n] : 0.f;
     sdA[n] = sdBi[n] = sdCi[n] = 0.f;
-    sBi[n] = (ct.active && !p.is_variable_B) ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n]) : 0.f;
-    sCi[n] = (ct.active && !p.is_variable_C) ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n]) : 0.f;
+    sBi[n] = (ct.active && !p.is_variable_B)
+                 ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n])
+                 : 0.f;
+    sCi[n] = (ct.active && !p.is_variable_C)
+                 ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n])
+                 : 0.f;
   }
   const float D = (ct.active && p.has_D) ? p.D[ct.d] : 0.f;
   const float bias = (ct.active && p.has_delta_bias) ? p.delta_bias[ct.d] : 0.f;
@@ -120,7 +125,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS) selective_s
     const int c0 = c * kChunk;
     const int t0 = c0 + lane * kItems;
     __syncwarp();
-    for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
+    for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit)
+      sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
     __syncwarp();
 
     // u and the raw delta are not kept across the state loop (registers); they are re-read for the epilogue.

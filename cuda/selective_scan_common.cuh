@@ -37,17 +37,6 @@ static_assert(kThreads == kChunk, "the backward reduces one time step per thread
 // Device copy of scan_num_checkpoints (params.h is host-only): chunks == checkpoints.
 __host__ __device__ inline int num_chunks(int L) { return L <= 0 ? 0 : (L + kChunk - 1) / kChunk; }
 
-#define SS_BOOL_SWITCH(COND, NAME, ...) \
-  [&] {                                 \
-    if (COND) {                         \
-      constexpr bool NAME = true;       \
-      return __VA_ARGS__();             \
-    } else {                            \
-      constexpr bool NAME = false;      \
-      return __VA_ARGS__();             \
-    }                                   \
-  }()
-
 // Storage type of the activations (u, delta, z, B, C, out and their gradients) and its fp32 conversions.
 template <DType kType> struct IO;
 template <> struct IO<DType::Float32> {

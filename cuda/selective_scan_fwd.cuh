@@ -23,7 +23,8 @@ inline size_t fwd_smem_bytes(int dstate, int split) {
 }
 
 template <class Io, int kSplit>
-__global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS) selective_scan_fwd_kernel(const SelectiveScanParams p) {
+__global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
+    selective_scan_fwd_kernel(const SelectiveScanParams p) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
@@ -44,8 +45,12 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS) selective_s
   for (int n = lane; n < N; n += 32) {
     sCarry[n] = (ct.active && p.has_initial_state) ? p.initial_state[bd * N + n] : 0.f;
     sA2[n] = ct.active ? p.A[static_cast<size_t>(ct.d) * N + n] * kLog2e : 0.f;
-    sBi[n] = (ct.active && !p.is_variable_B) ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n]) : 0.f;
-    sCi[n] = (ct.active && !p.is_variable_C) ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n]) : 0.f;
+    sBi[n] = (ct.active && !p.is_variable_B)
+                 ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n])
+                 : 0.f;
+    sCi[n] = (ct.active && !p.is_variable_C)
+                 ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n])
+                 : 0.f;
   }
   const float D = (ct.active && p.has_D) ? p.D[ct.d] : 0.f;
   const float bias = (ct.active && p.has_delta_bias) ? p.delta_bias[ct.d] : 0.f;
@@ -66,7 +71,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS) selective_s
     const int t0 = c0 + lane * kItems;
     __syncwarp();  // carries written by lane 0 in the previous chunk are visible to all lanes
     if (p.checkpoints != nullptr && ct.active)
-      for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) p.checkpoints[(bd * n_ckpt + c) * N + n] = sCarry[n];
+      for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit)
+        p.checkpoints[(bd * n_ckpt + c) * N + n] = sCarry[n];
 
     float u[kItems], dt[kItems], dtu[kItems], y[kItems];
     if (ct.active) {
