@@ -118,6 +118,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   const bool vec_dz = rows_vectorizable(p.dz, L);
   const bool vec_B = rows_vectorizable(p.B, L), vec_C = rows_vectorizable(p.C, L);
   const bool reduce_bc = p.is_variable_B || p.is_variable_C;
+  // With L % 4 == 0 every 4-step quad of a dB/dC row is 16-byte aligned and lies wholly inside or outside [0, L).
+  const bool quad_ok = L % 4 == 0;
 
   float dD_acc = 0.f, ddb_acc = 0.f;
   int buf = 0;
@@ -207,11 +209,24 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
         float unused;
         const float h_in = scan_forward(prod, hr, own ? sH[n] : 0.f, lane, unused);
         hr = h_in;
+        {
+          float dCt[kItems];  // dC_t = dy_t * h_t, published now to free registers for the adjoint
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) {
-          hr = fmaf(a[i], hr, dtu[i] * Bv[i]);
-          h[i] = hr;
-          if (p.has_z) y[i] = fmaf(Cv[i], hr, y[i]);
+          for (int i = 0; i < kItems; ++i) {
+            hr = fmaf(a[i], hr, dtu[i] * Bv[i]);
+            h[i] = hr;
+            if (p.has_z) y[i] = fmaf(Cv[i], hr, y[i]);
+            dCt[i] = own ? dy[i] * hr : 0.f;
+          }
+          if (!p.is_variable_C) {
+            float s = 0.f;
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) s += dCt[i];
+            s = warp_sum(s);
+            if (lane == 0 && own) sdCi[n] += s;
+          } else {
+            write_items(sRed + ((buf * kWarps + warp) * 2 + 1) * kChunk, lane, dCt);
+          }
         }
 
         // Adjoint g_t = C_t*dy_t + a_{t+1}*g_{t+1}: a lane-local run from zero gives the lane's map, the reverse
@@ -228,14 +243,13 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
         __syncwarp();  // every lane has read the old carry before lane 0 replaces it
         if (lane == 0 && own) sRc[n] = carry_out;
 
-        float dBt[kItems], dCt[kItems];
+        float dBt[kItems];
         float dA_l = 0.f, g = r;
 #pragma unroll
         for (int i = kItems - 1; i >= 0; --i) {
           g = i == kItems - 1 ? cd[i] + r : fmaf(a[i + 1], g, cd[i]);
           const float hprev = i == 0 ? h_in : h[i - 1];
           dBt[i] = own ? g * dtu[i] : 0.f;
-          dCt[i] = own ? dy[i] * h[i] : 0.f;
           if (own) {
             du_acc[i] = fmaf(g, Bv[i], du_acc[i]);
             const float q = g * a[i] * hprev;
@@ -254,38 +268,57 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
         } else {
           write_items(sRed + ((buf * kWarps + warp) * 2 + 0) * kChunk, lane, dBt);
         }
-        if (!p.is_variable_C) {
-          float s = 0.f;
-#pragma unroll
-          for (int i = 0; i < kItems; ++i) s += dCt[i];
-          s = warp_sum(s);
-          if (lane == 0 && own) sdCi[n] += s;
-        } else {
-          write_items(sRed + ((buf * kWarps + warp) * 2 + 1) * kChunk, lane, dCt);
-        }
         if (reduce_bc) {
           // Sum the block's channels in channel order, one thread per time step, for each state of this round.
           // The buffer alternates between rounds, so one barrier per round suffices: a buffer is rewritten only
           // after the next barrier.
           __syncthreads();
-          const int t = c0 + threadIdx.x;
-          if (t < L) {
+          if (quad_ok) {
+            // 16-byte path: one float4 atomic (or store) per 4 steps; work item = (state q of the round, matrix m,
+            // quad of steps).
+            constexpr int kQuads = kChunk / 4;
+            for (int w = threadIdx.x; w < kSplit * 2 * kQuads; w += kThreads) {
+              const int quad = w % kQuads, m = (w / kQuads) % 2, q = w / (2 * kQuads);
+              const int t = c0 + 4 * quad;
+              if (kk * kSplit + q >= ns || t >= L || (m == 0 ? !p.is_variable_B : !p.is_variable_C)) continue;
+              float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-            for (int q = 0; q < kSplit; ++q) {
-              if (kk * kSplit + q >= ns) break;
-              const size_t o = bc_off + static_cast<size_t>(s0 + kk * kSplit + q) * L + t;
+              for (int ch = 0; ch < Tile::kChannels; ++ch) {
+                const float4 v = reinterpret_cast<const float4*>(
+                    sRed + ((buf * kWarps + ch * kSplit + q) * 2 + m) * kChunk)[quad];
+                s.x += v.x;
+                s.y += v.y;
+                s.z += v.z;
+                s.w += v.w;
+              }
+              float4* acc = reinterpret_cast<float4*>((m == 0 ? ws.dB_acc : ws.dC_acc) + bc_off +
+                                                      static_cast<size_t>(s0 + kk * kSplit + q) * L + t);
+              if (p.deterministic) {
+                *acc = s;
+              } else {
+                atomicAdd(acc, s);
+              }
+            }
+          } else {
+            const int t = c0 + threadIdx.x;
+            if (t < L) {
 #pragma unroll
-              for (int m = 0; m < 2; ++m) {
-                if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
-                float s = 0.f;
+              for (int q = 0; q < kSplit; ++q) {
+                if (kk * kSplit + q >= ns) break;
+                const size_t o = bc_off + static_cast<size_t>(s0 + kk * kSplit + q) * L + t;
 #pragma unroll
-                for (int ch = 0; ch < Tile::kChannels; ++ch)
-                  s += sRed[((buf * kWarps + ch * kSplit + q) * 2 + m) * kChunk + threadIdx.x];
-                float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
-                if (p.deterministic) {
-                  acc[o] = s;
-                } else {
-                  atomicAdd(acc + o, s);
+                for (int m = 0; m < 2; ++m) {
+                  if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
+                  float s = 0.f;
+#pragma unroll
+                  for (int ch = 0; ch < Tile::kChannels; ++ch)
+                    s += sRed[((buf * kWarps + ch * kSplit + q) * 2 + m) * kChunk + threadIdx.x];
+                  float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
+                  if (p.deterministic) {
+                    acc[o] = s;
+                  } else {
+                    atomicAdd(acc + o, s);
+                  }
                 }
               }
             }
