@@ -31,11 +31,15 @@ struct BwdWorkspace {
   size_t bc_elems;  // elements of one dB_acc / dC_acc
 };
 
+// Warps per channel in the backward. Deterministic mode keeps one warp per channel: its dB/dC partial buffers
+// grow with the number of channel tiles (4x more tiles with 4 warps per channel).
+inline int choose_bwd_split(const SelectiveScanParams& p) { return p.deterministic ? 1 : choose_split(p); }
+
 inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 // Lays the workspace out from `base` (nullptr: only computes the size). Returns the total bytes.
 inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, BwdWorkspace* ws) {
-  const int tiles = tiles_per_group(p, choose_split(p));
+  const int tiles = tiles_per_group(p, choose_bwd_split(p));
   const size_t bdn = static_cast<size_t>(p.batch) * p.dim * p.dstate;
   const size_t bd = static_cast<size_t>(p.batch) * p.dim;
   const size_t bgnl = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
@@ -111,7 +115,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   const raw* Bg = static_cast<const raw*>(p.B) + group_off;
   const raw* Cg = static_cast<const raw*>(p.C) + group_off;
   // Where this block's per-state dB/dC rows go: the accumulator row of (b, g), or this tile's partial row.
-  const size_t bc_off = (p.deterministic ? static_cast<size_t>(ct.tile) * p.batch * p.n_groups * N * L : 0) + group_off;
+  const size_t bc_off =
+      (p.deterministic ? static_cast<size_t>(ct.tile) * p.batch * p.n_groups * N * L : 0) + group_off;
   const bool vec_u = rows_vectorizable(p.u, L), vec_dl = rows_vectorizable(p.delta, L);
   const bool vec_z = rows_vectorizable(p.z, L), vec_dout = rows_vectorizable(p.dout, L);
   const bool vec_du = rows_vectorizable(p.du, L), vec_ddl = rows_vectorizable(p.ddelta, L);
@@ -491,7 +496,7 @@ void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspa
 
 template <DType kType>
 void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
-  switch (choose_split(p)) {
+  switch (choose_bwd_split(p)) {
     case 1: return selective_scan_bwd_launch_split<kType, 1>(p, workspace, stream);
     case 2: return selective_scan_bwd_launch_split<kType, 2>(p, workspace, stream);
     default: return selective_scan_bwd_launch_split<kType, 4>(p, workspace, stream);
