@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ DeviceInfo device_info(int index);
 void* stream();        // the library stream (a cudaStream_t), created on first use
 void synchronize();    // waits for the library stream
 void check_last(const char* what);  // throws DeviceError if the last launch failed
+// Runs body(i) for i in [0, n) with a CUDA event recorded on the library stream before and after each
+// call; returns each call's device time in milliseconds (for benchmarks).
+std::vector<float> time_events(int n, const std::function<void(int)>& body);
 
 // ---- caching allocator (cuda/allocator.cu) ----
 // Blocks are cached by size class and reused in stream order, so no cudaMalloc per op.

@@ -52,6 +52,31 @@ void synchronize() { check(cudaStreamSynchronize(static_cast<cudaStream_t>(strea
 
 void check_last(const char* what) { check(cudaGetLastError(), what); }
 
+std::vector<float> time_events(int n, const std::function<void(int)>& body) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream());
+  std::vector<cudaEvent_t> ev(static_cast<size_t>(n) + 1, nullptr);
+  std::vector<float> ms(static_cast<size_t>(n), 0.f);
+  auto destroy = [&] {
+    for (cudaEvent_t e : ev)
+      if (e) cudaEventDestroy(e);
+  };
+  try {
+    for (auto& e : ev) check(cudaEventCreate(&e), "cudaTime");
+    check(cudaEventRecord(ev[0], s), "cudaTime");
+    for (int i = 0; i < n; ++i) {
+      body(i);
+      check(cudaEventRecord(ev[i + 1], s), "cudaTime");
+    }
+    check(cudaEventSynchronize(ev[n]), "cudaTime");
+    for (int i = 0; i < n; ++i) check(cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]), "cudaTime");
+  } catch (...) {
+    destroy();
+    throw;
+  }
+  destroy();
+  return ms;
+}
+
 void copy_h2d(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   // From pageable memory the call returns once src has been staged, so the caller may free it.

@@ -46,3 +46,16 @@ export function bestDevice(): Device {
 export function synchronize(): void {
   native().synchronize();
 }
+
+/**
+ * Device time of each of `iterations` calls of `fn` (which should enqueue CUDA work), in milliseconds,
+ * measured with CUDA events on the library stream. For benchmarks; throws DeviceError without CUDA.
+ *
+ * @example
+ * ```ts
+ * const ms = cudaTime(() => x.cast('bfloat16').dispose(), 50);
+ * ```
+ */
+export function cudaTime(fn: () => void, iterations: number): number[] {
+  return native().cudaTime(fn, iterations);
+}

@@ -12,7 +12,7 @@ export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './cr
 export type { CreateOptions, RandomOptions, TensorData, NestedArray, Resolved } from './creation';
 export { tidy, keep, dispose, memory, emptyCache } from './memory';
 export type { MemoryInfo } from './memory';
-export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize } from './device';
+export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize, cudaTime } from './device';
 export type { DeviceInfo } from './device';
 export {
   MambaError,

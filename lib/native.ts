@@ -73,6 +73,7 @@ export interface NativeBinding {
   memory(): NativeMemory;
   emptyCache(): void;
   synchronize(): void;
+  cudaTime(fn: () => void, iterations: number): number[];
 }
 
 let binding: NativeBinding | undefined;

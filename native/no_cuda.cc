@@ -18,6 +18,7 @@ DeviceInfo device_info(int) { no_cuda_error("devices"); }
 void* stream() { no_cuda_error("cuda"); }
 void synchronize() {}
 void check_last(const char*) {}
+std::vector<float> time_events(int, const std::function<void(int)>&) { no_cuda_error("cudaTime"); }
 void* alloc(size_t, const char* fn) { no_cuda(fn); }
 void free(void*) {}
 void free_deferred(void*) {}

@@ -61,8 +61,9 @@ fs.chmodSync(path.join(stage, 'node'), 0o755);
 copy('package.json');
 copy('jest.config.js');
 copy('scripts/test.js');
+copy('scripts/bench-scan.js');
 copy('build/Release/mamba_node.node');
-for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test'])
+for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_lab'])
   if (fs.existsSync(path.join(root, 'build', t))) copy(`build/${t}`);
 copy('dist-test');
 for (const dir of closure(['jest', '@petamoriken/float16'])) copy(path.relative(root, dir));

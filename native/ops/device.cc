@@ -59,6 +59,20 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// cudaTime(fn, iterations) -> number[]: device milliseconds of each call of fn(), measured with CUDA
+// events around it on the library stream (fn should enqueue work and return).
+Napi::Value CudaTime(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) fail(ErrorKind::Argument, "cudaTime", "fn", "cudaTime: argument 'fn' expected a function");
+  double n = arg_number(info, 1, "cudaTime", "iterations");
+  if (!(n >= 1 && n <= 1e6) || n != static_cast<int>(n)) fail(ErrorKind::Argument, "cudaTime", "iterations", "cudaTime: argument 'iterations' expected an integer in 1..1e6");
+  Napi::Function fn = info[0].As<Napi::Function>();
+  std::vector<float> ms = cuda::time_events(static_cast<int>(n), [&](int) { fn.Call({}); });
+  Napi::Array out = Napi::Array::New(env, ms.size());
+  for (size_t i = 0; i < ms.size(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(ms[i]));
+  return out;
+}
+
 }  // namespace
 
 void InitDevice(Napi::Env env, Napi::Object exports) {
@@ -68,6 +82,7 @@ void InitDevice(Napi::Env env, Napi::Object exports) {
   export_fn<Memory>(env, exports, "memory");
   export_fn<EmptyCache>(env, exports, "emptyCache");
   export_fn<Synchronize>(env, exports, "synchronize");
+  export_fn<CudaTime>(env, exports, "cudaTime");
 }
 
 }  // namespace mamba
