@@ -3,10 +3,12 @@
 // fp32 state h carried across chunks on chip; checkpoints (batch, dim, n_ckpt, dstate) fp32 hold the state
 // before each kChunk-step chunk, last_state (batch, dim, dstate) the state after step L-1.
 //
-// Work split (see selective_scan_common.cuh): warp = channel, lane = kItems consecutive steps, states walked one
-// after another. Per state a lane runs its steps sequentially from a zero state while keeping the running decay
-// product, the warp combines the 32 lane maps with a shuffle scan (no block sync), and each step's state is then
-// h_local + decay_product * h_in. B/C rows are staged in shared memory once per block and shared by kWarps channels.
+// Two kernels. The general one (any dstate, time-invariant B/C, small batch * dim): warp = channel (or 1/kSplit of
+// its states), lane = kItems consecutive steps, states walked one after another. Per state a lane runs its steps
+// from a zero state keeping the running decay product, the warp combines the 32 lane maps with a shuffle scan (no
+// block sync), and each step's state is h_local + decay_product * h_in. B/C rows are staged in shared memory once
+// per block and shared by its channels. The fast one (dstate 16, variable B/C, large batch * dim) is sequential in
+// time with lane = (channel, 4 states), see its own comment below. Design: docs/kernels/selective_scan.md.
 #pragma once
 #include <stdexcept>
 #include <string>

@@ -635,7 +635,7 @@ void run_bench() {
                            {"S2", 4, 4096, 2048, 0.591, 2.89, 1.162, 3.85},
                            {"S3", 1, 1536, 16384, 0.548, 2.56, 0.976, 3.14}};
   constexpr double kHbm = 4.27e12, kMufu = 4.2e12;  // bytes/s and exps/s ceilings of one H200 (perf-anchors.md)
-  printf("%-4s %-8s %-8s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "dtype", "pass", "ms", "official", "speedup",
+  printf("%-4s %-8s %-8s %9s %9s %9s %10s %10s %9s %9s\n", "shape", "dtype", "what", "ms", "official", "speedup",
          "GB/s(min)", "Gexp/s", "HBMfloor", "MUFUfloor");
   for (const Shape& s : shapes)
     for (DType dt : {DType::BFloat16, DType::Float32}) {
