@@ -183,14 +183,16 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
         const float A = sA[n];
         const float A2 = A * kLog2e;
         float Bv[kItems], Cv[kItems];
+        // A warp without a state this round reads row 0 (always staged) and zeroes it below.
+        const int kr = own ? k : 0;
         if (p.is_variable_B) {
-          read_items(sB + k * kChunk, lane, Bv);
+          read_items(sB + kr * kChunk, lane, Bv);
         } else {
 #pragma unroll
           for (int i = 0; i < kItems; ++i) Bv[i] = sBi[n];
         }
         if (p.is_variable_C) {
-          read_items(sC + k * kChunk, lane, Cv);
+          read_items(sC + kr * kChunk, lane, Cv);
         } else {
 #pragma unroll
           for (int i = 0; i < kItems; ++i) Cv[i] = sCi[n];
