@@ -12,9 +12,11 @@
         "native/ops/copy.cc",
         "native/ops/device.cc",
         "native/ops/selective_scan.cc",
+        "native/ops/matmul.cc",
         "native/cpu/parallel.cc",
         "native/cpu/creation_cpu.cc",
         "native/cpu/selective_scan_cpu.cc",
+        "native/cpu/matmul_cpu.cc",
         "native/no_cuda.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
