@@ -14,6 +14,7 @@ export { tidy, keep, dispose, memory, emptyCache } from './memory';
 export type { MemoryInfo } from './memory';
 export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize, cudaTime } from './device';
 export type { DeviceInfo } from './device';
+export { cublasAvailable, cublasInfo } from './ops/matmul';
 export {
   MambaError,
   ArgumentError,

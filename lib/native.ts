@@ -66,6 +66,13 @@ export interface NativeBinding {
   selectiveScanBwd(
     ...args: [...ScanInputs, checkpoints: NativeHandle, dout: NativeHandle, dLastState: NativeHandle | null, deltaSoftplus: boolean, deterministic: boolean, wantDInitialState: boolean]
   ): [NativeHandle, NativeHandle, NativeHandle, NativeHandle, NativeHandle, ...(NativeHandle | null)[]];
+  // matmul / linear (native/ops/matmul.cc)
+  matmul(a: NativeHandle, b: NativeHandle, transA: boolean, transB: boolean): NativeHandle;
+  linear(x: NativeHandle, weight: NativeHandle, bias: NativeHandle | null): NativeHandle;
+  cublasAvailable(): boolean;
+  cublasInfo(): string;
+  setMatmulBackend(backend: 'auto' | 'fallback'): 'auto' | 'fallback';
+  matmulLastPath(): '' | 'cublasLt' | 'fallback';
   // devices and memory
   compiledWithCuda(): boolean;
   cudaAvailable(): boolean;
