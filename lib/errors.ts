@@ -42,6 +42,8 @@ export class DeviceError extends MambaError {}
 export class OutOfMemoryError extends MambaError {}
 /** A tensor was used after `dispose()`. */
 export class DisposedError extends MambaError {}
+/** Misuse of autograd: backward through a freed graph, on a tensor that does not require grad, ... */
+export class AutogradError extends MambaError {}
 /** A bug in mamba-node itself: please report it. */
 export class InternalError extends MambaError {}
 

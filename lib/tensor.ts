@@ -13,9 +13,11 @@
  * ```
  */
 import { DataFor, DType, Device, DeviceLike, DTypeLike, checkDType, checkDevice } from './dtype';
-import { DisposedError, ShapeError } from './errors';
+import { ArgumentError, AutogradError, DTypeError, DisposedError, ShapeError } from './errors';
 import { NativeHandle, native } from './native';
-import { track } from './scope';
+import type { BackwardOptions } from './autograd/engine';
+import type { Node } from './autograd/node';
+import { track, untrack } from './scope';
 import { checkShape } from './shape';
 
 // Node 20.4+ defines Symbol.dispose; older 20.x lines get the well-known registry symbol that
@@ -30,9 +32,13 @@ export class Tensor<D extends DType = DType> {
   readonly dtype: D;
   /** Where the storage lives. */
   readonly device: Device;
-  /** Whether autograd should track this tensor (used once autograd lands). */
-  requiresGrad = false;
   private handle_: NativeHandle | null;
+  private needsGrad_ = false;
+  private grad_: Tensor | null = null;
+  private gradFn_: Node | null = null;
+  private outputIndex_ = 0;
+  private retainsGrad_ = false;
+  private hooks_: ((grad: Tensor) => Tensor | void)[] = [];
 
   /** @internal Wraps a native handle; use the creation functions instead. */
   constructor(handle: NativeHandle, shape: readonly number[], dtype: D, device: Device) {
@@ -107,11 +113,129 @@ export class Tensor<D extends DType = DType> {
     return build(0, 0);
   }
 
-  /** Releases the storage now (idempotent). Later use throws DisposedError. */
+  /** Releases the storage now (idempotent), and the gradient with it. Later use throws DisposedError. */
   dispose(): void {
     if (this.handle_ === null) return;
     native().dispose(this.handle_);
     this.handle_ = null;
+    this.grad_?.dispose();
+    this.grad_ = null;
+  }
+
+  // ---- autograd ----
+
+  /** Whether gradients flow to this tensor. Settable on leaves with a float dtype. */
+  get requiresGrad(): boolean {
+    return this.needsGrad_;
+  }
+
+  set requiresGrad(v: boolean) {
+    if (typeof v !== 'boolean') throw new ArgumentError(`requiresGrad: expected a boolean but received ${typeof v}`, { fn: 'requiresGrad' });
+    if (v && this.dtype === 'int32')
+      throw new DTypeError('requiresGrad: only float tensors can require grad', { fn: 'requiresGrad', arg: 'dtype' });
+    if (this.gradFn_ && !v)
+      throw new AutogradError('requiresGrad: a non-leaf tensor always requires grad; use detach()', { fn: 'requiresGrad' });
+    this.needsGrad_ = v;
+  }
+
+  /** Chainable form of the `requiresGrad` setter. */
+  requiresGrad_(v = true): this {
+    this.requiresGrad = v;
+    return this;
+  }
+
+  /** Accumulated gradient (leaves, and non-leaves after retainGrad()). */
+  get grad(): Tensor | null {
+    return this.grad_;
+  }
+
+  /** The node that produced this tensor, or null for a leaf. */
+  get gradFn(): Node | null {
+    return this.gradFn_;
+  }
+
+  /** @internal Which output of `gradFn` this tensor is. */
+  get outputIndex(): number {
+    return this.outputIndex_;
+  }
+
+  get isLeaf(): boolean {
+    return this.gradFn_ === null;
+  }
+
+  get retainsGrad(): boolean {
+    return this.retainsGrad_;
+  }
+
+  /** @internal Called by recordOp for each output. */
+  setGradFn(node: Node, index: number): void {
+    this.gradFn_ = node;
+    this.outputIndex_ = index;
+    this.needsGrad_ = true;
+  }
+
+  /** @internal Replaces `.grad` (the engine owns the old one); kept out of tidy() scopes. */
+  setGrad(g: Tensor | null): void {
+    if (this.grad_ && this.grad_ !== g) this.grad_.dispose();
+    this.grad_ = g;
+    if (g) untrack(g);
+  }
+
+  /** @internal Registered gradient hooks, in order. */
+  hooks(): readonly ((grad: Tensor) => Tensor | void)[] {
+    return this.hooks_;
+  }
+
+  /**
+   * Computes gradients of this tensor with respect to every leaf that requires grad (accumulating into
+   * `.grad`). `grad` defaults to ones for a single-element tensor.
+   */
+  backward(grad?: Tensor, options: BackwardOptions = {}): void {
+    // Loaded on use: the engine imports the ops, which import this file.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const engine = require('./autograd/engine') as typeof import('./autograd/engine');
+    engine.backward([this], [grad], options);
+  }
+
+  /**
+   * Calls `hook(grad)` when this tensor's gradient is computed; a returned tensor replaces the gradient.
+   * Returns a handle whose `remove()` unregisters the hook.
+   */
+  registerHook(hook: (grad: Tensor) => Tensor | void): { remove(): void } {
+    if (typeof hook !== 'function') throw new ArgumentError("registerHook: expected a function for argument 'hook'", { fn: 'registerHook', arg: 'hook' });
+    if (!this.needsGrad_)
+      throw new AutogradError('registerHook: cannot register a hook on a tensor that does not require grad', { fn: 'registerHook' });
+    this.hooks_.push(hook);
+    return {
+      remove: () => {
+        const i = this.hooks_.indexOf(hook);
+        if (i >= 0) this.hooks_.splice(i, 1);
+      },
+    };
+  }
+
+  /** Keeps `.grad` for this non-leaf tensor after backward. */
+  retainGrad(): this {
+    if (!this.needsGrad_) throw new AutogradError('retainGrad: the tensor does not require grad', { fn: 'retainGrad' });
+    if (this.gradFn_) this.retainsGrad_ = true;
+    return this;
+  }
+
+  /** A tensor over the same data that is cut from the graph (a leaf that does not require grad). */
+  detach(): Tensor<D> {
+    return new Tensor(native().to(this.handle('detach'), this.device), this.shape, this.dtype, this.device);
+  }
+
+  /** Drops the accumulated gradient. */
+  zeroGrad(): void {
+    this.setGrad(null);
+  }
+
+  /** @internal A new handle over the same storage, outside every tidy() scope, with no graph. */
+  share(): Tensor<D> {
+    const t = new Tensor(native().to(this.handle('share'), this.device), this.shape, this.dtype, this.device);
+    untrack(t);
+    return t;
   }
 
   /** Same as dispose(), so `using t = ...` frees the tensor at the end of the block. */

@@ -34,6 +34,10 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+void refuse_cuda(const char* fn) {
+  fail(ErrorKind::Device, fn, "device", std::string(fn) + ": this build of mamba-node has no CUDA support");
+}
+
 const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
 
 static std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }

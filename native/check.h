@@ -50,6 +50,8 @@ double arg_number(const Napi::CallbackInfo& info, size_t i, const char* fn, cons
 uint64_t arg_seed(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg);
 
 std::string shape_str(const std::vector<int64_t>& shape);
+// Throws the DeviceError for a CUDA tensor reaching an op in a build without CUDA (MAMBA_WITH_CUDA unset).
+[[noreturn]] void refuse_cuda(const char* fn);
 const char* device_name(Device d);
 
 }  // namespace mamba

@@ -3,6 +3,8 @@
 // hot kernels specialise on the dtype instead.
 #pragma once
 #include <cstdint>
+#include <type_traits>
+
 #include "dtype.h"
 #include "half.h"
 
@@ -50,6 +52,36 @@ MAMBA_HD uint32_t value_bits(double v, DType t) {
     case DType::Float16: return f32_to_f16(static_cast<float>(v));
     case DType::BFloat16: return f32_to_bf16(static_cast<float>(v));
     default: return static_cast<uint32_t>(saturate_i32(v));
+  }
+}
+
+// Compile-time dtype forms of load_float / store for the hot elementwise kernels (float dtypes only).
+template <DType DT>
+MAMBA_HD float load_t(const void* p, int64_t i) {
+  if (DT == DType::Float32) return static_cast<const float*>(p)[i];
+  if (DT == DType::Float16) return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+
+template <DType DT>
+MAMBA_HD void store_t(void* p, int64_t i, float v) {
+  if (DT == DType::Float32) static_cast<float*>(p)[i] = v;
+  else if (DT == DType::Float16) static_cast<uint16_t*>(p)[i] = f32_to_f16(v);
+  else static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+}
+
+template <DType DT>
+using DTypeC = std::integral_constant<DType, DT>;
+
+// Calls f(DTypeC<dt>{}) for a float dtype: the step from a run-time dtype to a template argument
+// (inside f: `constexpr DType DT = decltype(c)::value;`).
+template <typename F>
+void dispatch_float(DType dt, F&& f) {
+  switch (dt) {
+    case DType::Float32: f(DTypeC<DType::Float32>{}); break;
+    case DType::Float16: f(DTypeC<DType::Float16>{}); break;
+    case DType::BFloat16: f(DTypeC<DType::BFloat16>{}); break;
+    default: break;
   }
 }
 
