@@ -19,6 +19,8 @@
  * fwd.saved.dispose();
  * ```
  */
+import { recordOp } from '../autograd/node';
+import { isGradEnabled } from '../autograd/grad_mode';
 import { ArgumentError } from '../errors';
 import { NativeHandle, ScanInputs, native } from '../native';
 import { untrack } from '../scope';
@@ -131,10 +133,47 @@ function run(fn: string, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
 }
 
 /**
- * Runs the scan. Returns `{ out, lastState? }`.
+ * Runs the scan. Returns `{ out, lastState? }`. When grad mode is on and an input requires grad, records
+ * one autograd node whose backward is the fused backward kernel (saving only the inputs and the float32
+ * state checkpoints); gradients flow from both `out` and `lastState`.
  */
 export function selectiveScan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, options: SelectiveScanOptions = {}): SelectiveScanResult {
-  return run('selectiveScan', u, delta, A, B, C, options, false).result;
+  const fn = 'selectiveScan';
+  const inputs = [u, delta, A, B, C, options?.D, options?.z, options?.deltaBias, options?.initialState];
+  const needsGrad = isGradEnabled() && inputs.some((t) => t instanceof Tensor && t.requiresGrad);
+  if (!needsGrad) return run(fn, u, delta, A, B, C, options, false).result;
+  const fwd = selectiveScanForward(u, delta, A, B, C, { ...options, returnLastState: true });
+  // The node keeps the saved inputs and checkpoints itself (released after backward), so the graph
+  // owns them like any other op's saved tensors.
+  const present = fwd.saved.inputs.map((t) => t !== null);
+  const toSave = [...fwd.saved.inputs.filter((t): t is Tensor => t !== null), fwd.saved.checkpoints];
+  const { deltaSoftplus, deterministic } = fwd.saved;
+  const outShape = fwd.out.shape;
+  const outputs = [fwd.out, fwd.lastState as Tensor];
+  recordOp(
+    fn,
+    inputs,
+    outputs,
+    ([gOut, gLast], held) => {
+      let k = 0;
+      const savedInputs = present.map((p) => (p ? held[k++] : null));
+      const saved = new SelectiveScanSaved(savedInputs, held[k], deltaSoftplus, deterministic);
+      const dout = gOut ?? zerosLike(held[0], outShape);
+      const g = selectiveScanBackward(saved, dout, gLast ?? undefined);
+      if (!gOut) dout.dispose();
+      return [g.du, g.ddelta, g.dA, g.dB, g.dC, g.dD, g.dz, g.dDeltaBias, g.dInitialState];
+    },
+    toSave,
+  );
+  fwd.saved.dispose();
+  if (options.returnLastState) return { out: fwd.out, lastState: fwd.lastState };
+  // The last state is still an output of the node (for the graph), but the caller did not ask for it.
+  fwd.lastState?.dispose();
+  return { out: fwd.out };
+}
+
+function zerosLike(like: Tensor, shape: readonly number[]): Tensor {
+  return new Tensor(native().full([...shape], like.dtype, like.device, 0), shape, like.dtype, like.device);
 }
 
 /**

@@ -39,6 +39,26 @@ export const GRADCHECK_TABLE: Row[] = [
   { name: 'sum (axes)', fn: (a) => ops.sum(a, [0, 2]), inputs: [[[2, 3, 4], 'normal']] },
   { name: 'sum (keepDims, negative axis)', fn: (a) => ops.sum(a, -1, { keepDims: true }), inputs: [[[3, 5], 'normal']] },
   { name: 'mean', fn: (a) => ops.mean(a, [1]), inputs: [[[3, 4, 2], 'normal']] },
+  {
+    name: 'selectiveScan (D, z, deltaBias, softplus, initial state, last state)',
+    fn: (u, delta, negA, B, C, D, z, bias, h0) => {
+      const A = ops.neg(negA);
+      const r = ops.selectiveScan(u, delta, A, B, C, { D, z, deltaBias: bias, initialState: h0, deltaSoftplus: true, returnLastState: true });
+      A.dispose();
+      return [r.out, r.lastState as Tensor];
+    },
+    inputs: [
+      [[1, 2, 5], 'normal'],
+      [[1, 2, 5], 'normal'],
+      [[2, 3], 'positive'],
+      [[1, 3, 5], 'normal'],
+      [[1, 3, 5], 'normal'],
+      [[2], 'normal'],
+      [[1, 2, 5], 'normal'],
+      [[2], 'normal'],
+      [[1, 2, 3], 'normal'],
+    ],
+  },
 ];
 
 describe('gradcheck over the op table', () => {

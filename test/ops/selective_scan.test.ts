@@ -3,7 +3,7 @@
 // groups, flags, time-invariant B/C, initial states, dstate 1..256 and all three dtypes, with
 // mamba_ssm's tolerances; segments; determinism; bad input. The reference itself is checked against
 // central finite differences.
-import { DType, DeviceLike, DTypeError, DeviceError, ShapeError, ArgumentError, Tensor, ops, tensor } from '../../lib';
+import { DType, DeviceLike, DTypeError, DeviceError, ShapeError, ArgumentError, Tensor, ops, tensor, tidy } from '../../lib';
 import {
   SelectiveScanRefGrads,
   SelectiveScanRefInputs,
@@ -344,6 +344,32 @@ function suite(device: 'cpu' | 'cuda', dtypes: DType[]): void {
 }
 
 describe('selective scan on the CPU', () => suite('cpu', ['float32', 'float16', 'bfloat16']));
+
+test('autograd: selectiveScan records one node whose backward is the fused backward', () => {
+  const c: Case = { batch: 2, dim: 4, L: 300, N: 8, D: true, z: true, bias: true, softplus: true, h0: true };
+  const b = build(c, 'cpu', 21);
+  const t = b.tensors;
+  const want = tidy(() => {
+    const f = ops.selectiveScanForward(t.u, t.delta, t.A, t.B, t.C, scanOptions(b, c));
+    const g = ops.selectiveScanBackward(f.saved, b.doutT);
+    f.saved.dispose();
+    return g;
+  });
+  const leaves = Object.values(t);
+  leaves.forEach((x) => (x.requiresGrad = true));
+  tidy(() => {
+    const r = ops.selectiveScan(t.u, t.delta, t.A, t.B, t.C, { ...scanOptions(b, c), returnLastState: false });
+    expect(r.out.gradFn?.name).toBe('selectiveScan');
+    r.out.backward(b.doutT);
+  });
+  const pairs: [Tensor, Tensor | undefined][] = [
+    [t.u, want.du], [t.delta, want.ddelta], [t.A, want.dA], [t.B, want.dB], [t.C, want.dC],
+    [t.D, want.dD], [t.z, want.dz], [t.deltaBias, want.dDeltaBias], [t.initialState, want.dInitialState],
+  ];
+  for (const [leaf, g] of pairs) expect(Array.from((leaf.grad as Tensor).dataSync())).toEqual(Array.from((g as Tensor).dataSync()));
+  Object.values(want).forEach((x) => (x as Tensor | undefined)?.dispose());
+  disposeBuilt(b);
+});
 describeCuda('selective scan on CUDA', () => suite('cuda', ['float32', 'float16', 'bfloat16']));
 
 describe('selective scan: bad input gives typed errors', () => {
