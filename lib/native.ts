@@ -66,6 +66,36 @@ export interface NativeBinding {
   selectiveScanBwd(
     ...args: [...ScanInputs, checkpoints: NativeHandle, dout: NativeHandle, dLastState: NativeHandle | null, deltaSoftplus: boolean, deterministic: boolean, wantDInitialState: boolean]
   ): [NativeHandle, NativeHandle, NativeHandle, NativeHandle, NativeHandle, ...(NativeHandle | null)[]];
+  // fused ops (native/ops/fused.cc); absent optional inputs are null
+  rmsNormFwd(x: NativeHandle, weight: NativeHandle, residual: NativeHandle | null, eps: number, residualDtype: NativeDType, prenorm: boolean): [
+    out: NativeHandle,
+    residualOut: NativeHandle | null,
+    rstd: NativeHandle,
+  ];
+  rmsNormBwd(r: NativeHandle, weight: NativeHandle, rstd: NativeHandle, dout: NativeHandle, dResidualOut: NativeHandle | null, xDtype: NativeDType, wantDResidual: boolean): [
+    dx: NativeHandle,
+    dweight: NativeHandle,
+    dresidual: NativeHandle | null,
+  ];
+  conv1dFwd(x: NativeHandle, weight: NativeHandle, bias: NativeHandle | null, initialState: NativeHandle | null, silu: boolean, returnFinalState: boolean): [
+    out: NativeHandle,
+    finalState: NativeHandle | null,
+  ];
+  conv1dBwd(
+    ...args: [x: NativeHandle, weight: NativeHandle, bias: NativeHandle | null, initialState: NativeHandle | null, dout: NativeHandle, dFinalState: NativeHandle | null, silu: boolean, wantDInitialState: boolean]
+  ): [dx: NativeHandle, dweight: NativeHandle, dbias: NativeHandle | null, dInitialState: NativeHandle | null];
+  embeddingFwd(ids: NativeHandle, weight: NativeHandle): NativeHandle;
+  embeddingBwd(ids: NativeHandle, dout: NativeHandle, vocab: number, deterministic: boolean): NativeHandle;
+  crossEntropyFwd(logits: NativeHandle, targets: NativeHandle, ignoreIndex: number, reduction: 0 | 1 | 2, labelSmoothing: number): [
+    loss: NativeHandle,
+    lse: NativeHandle,
+    count: NativeHandle,
+  ];
+  crossEntropyBwd(
+    ...args: [logits: NativeHandle, targets: NativeHandle, lse: NativeHandle, count: NativeHandle, dloss: NativeHandle, ignoreIndex: number, reduction: 0 | 1 | 2, labelSmoothing: number]
+  ): NativeHandle;
+  softplusBiasFwd(delta: NativeHandle, bias: NativeHandle): NativeHandle;
+  softplusBiasBwd(delta: NativeHandle, bias: NativeHandle, dout: NativeHandle): [ddelta: NativeHandle, dbias: NativeHandle];
   // matmul / linear (native/ops/matmul.cc)
   matmul(a: NativeHandle, b: NativeHandle, transA: boolean, transB: boolean): NativeHandle;
   linear(x: NativeHandle, weight: NativeHandle, bias: NativeHandle | null): NativeHandle;

@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCopy(env, exports);
   InitDevice(env, exports);
   InitSelectiveScan(env, exports);
+  InitFused(env, exports);
   InitMatmul(env, exports);
   return exports;
 }

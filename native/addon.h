@@ -20,6 +20,7 @@ void InitCreation(Napi::Env env, Napi::Object exports);
 void InitCopy(Napi::Env env, Napi::Object exports);
 void InitDevice(Napi::Env env, Napi::Object exports);
 void InitSelectiveScan(Napi::Env env, Napi::Object exports);
+void InitFused(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 
 }  // namespace mamba
