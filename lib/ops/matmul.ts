@@ -9,6 +9,10 @@
  * libcublasLt.so.13 (or .12); otherwise a hand-written tiled kernel (correct, much slower).
  * `cublasAvailable()` says which one CUDA matmuls use. Reference: the float64 one in test/ops/matmul.test.ts.
  *
+ * Autograd: with C = op(A) op(B), dop(A) = dC op(B)^T and dop(B) = op(A)^T dC, each written as one matmul
+ * with transpose flags (no transposed copies); a broadcast operand's gradient is summed over the batch,
+ * by folding the batch into the GEMM's K when the layout allows (the linear case), else with sumTo.
+ *
  * @example
  * ```ts
  * const y = ops.matmul(a, b);                              // (2, 3, 4) @ (4, 5) -> (2, 3, 5)
@@ -16,9 +20,11 @@
  * const h = ops.linear(x, weight, bias);                   // (8, 16, 768) x (1536, 768) -> (8, 16, 1536)
  * ```
  */
+import { recordOp } from '../autograd';
 import { ArgumentError, DTypeError, DeviceError, ShapeError } from '../errors';
 import { native } from '../native';
 import { Tensor } from '../tensor';
+import { sumTo } from './reduce';
 
 /** Options of `matmul`. */
 export interface MatmulOptions {
@@ -101,7 +107,48 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   checkFloat(a, fn, 'a');
   checkLike(b, a, fn, 'b', 'a');
   const shape = matmulShape(a.shape, b.shape, transA, transB, fn);
-  return new Tensor(native().matmul(a.handle(fn, 'a'), b.handle(fn, 'b'), transA, transB), shape, a.dtype, a.device);
+  const out = new Tensor(native().matmul(a.handle(fn, 'a'), b.handle(fn, 'b'), transA, transB), shape, a.dtype, a.device);
+  const [needA, needB] = [a.requiresGrad, b.requiresGrad];
+  recordOp('matmul', [a, b], [out], ([g], [sa, sb]) => (g ? matmulBackward(g, sa, sb, transA, transB, needA, needB) : [null, null]), [a, b]);
+  return out;
+}
+
+// The result of `make`, summed down to `shape` when a broadcast made it larger; `make`'s tensor is consumed.
+function reduced(make: () => Tensor, shape: readonly number[]): Tensor {
+  const full = make();
+  if (sameShape(full.shape, shape)) return full;
+  const r = sumTo(full, shape);
+  full.dispose();
+  return r;
+}
+
+// (rows, cols) view of a tensor whose leading dims fold into the rows (sizes explicit: cols may be 0).
+function flat2d(t: Tensor): Tensor {
+  return t.reshape([t.shape.slice(0, -1).reduce((x, y) => x * y, 1), t.shape[t.rank - 1]]);
+}
+
+/**
+ * Gradients of C = op(A) @ op(B) (the flags of the forward) given dC = g; null for an input that does not
+ * need one. dA is (dC op(B)^T) stored as A, dB is (op(A)^T dC) stored as B.
+ */
+function matmulBackward(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean, needA: boolean, needB: boolean): (Tensor | null)[] {
+  let dA: Tensor | null = null;
+  let dB: Tensor | null = null;
+  if (needA) {
+    dA = reduced(() => (transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB })), a.shape);
+  }
+  if (needB) {
+    if (b.rank === 2 && a.rank > 2 && !transA) {
+      // b was broadcast over a's batch and a (batch..., M, K) is (batch * M, K): the batch sum is the GEMM's K.
+      const [a2, g2] = [flat2d(a), flat2d(g)];
+      dB = transB ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true });
+      a2.dispose();
+      g2.dispose();
+    } else {
+      dB = reduced(() => (transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA })), b.shape);
+    }
+  }
+  return [dA, dB];
 }
 
 /**
@@ -132,7 +179,30 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   }
   const shape = [...x.shape.slice(0, -1), outF];
   const h = native().linear(x.handle(fn, 'x'), weight.handle(fn, 'weight'), bias ? bias.handle(fn, 'bias') : null);
-  return new Tensor(h, shape, x.dtype, x.device);
+  const out = new Tensor(h, shape, x.dtype, x.device);
+  const need = [x.requiresGrad, weight.requiresGrad, bias ? bias.requiresGrad : false];
+  recordOp('linear', [x, weight, bias], [out], ([g], [sx, sw]) => (g ? linearBackward(g, sx, sw, need) : [null, null, null]), [x, weight]);
+  return out;
+}
+
+/** dx = dy @ W, dW = dy^T @ x, dbias = the sum of dy over rows; dy and x seen as (rows, out) / (rows, in). */
+function linearBackward(g: Tensor, x: Tensor, w: Tensor, [needX, needW, needBias]: boolean[]): (Tensor | null)[] {
+  const g2 = flat2d(g);
+  let dx: Tensor | null = null;
+  if (needX) {
+    const dx2 = matmul(g2, w);
+    dx = dx2.reshape(x.shape);
+    dx2.dispose();
+  }
+  let dw: Tensor | null = null;
+  if (needW) {
+    const x2 = flat2d(x);
+    dw = matmul(g2, x2, { transA: true });
+    x2.dispose();
+  }
+  const dbias = needBias ? sumTo(g2, [w.shape[0]]) : null;
+  g2.dispose();
+  return [dx, dw, dbias];
 }
 
 /**

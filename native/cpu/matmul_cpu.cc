@@ -131,8 +131,11 @@ void run(const MatmulParams& p) {
   const int64_t flops_per_tile = 2 * std::min(kMc, p.M) * std::min(kNc, p.N) * std::max<int64_t>(p.K, 1);
   const int64_t grain = std::max<int64_t>(1, (1 << 20) / std::max<int64_t>(1, flops_per_tile));
   parallel_for(tiles, grain, [&](int64_t begin, int64_t end) {
-    constexpr int64_t kLd = kNc;  // padded tile width is at most kNc (a multiple of kNr)
-    std::vector<float> ap(static_cast<size_t>(kMc * kKc)), bp(static_cast<size_t>(kKc * kNc)), acc(static_cast<size_t>(kMc * kLd));
+    // Buffers sized for the largest tile of this problem (small products stay cheap): rows padded to kMr,
+    // columns to kNr.
+    const int64_t mmax = (std::min(kMc, p.M) + kMr - 1) / kMr * kMr, kmax = std::min(kKc, p.K);
+    const int64_t ld = (std::min(kNc, p.N) + kNr - 1) / kNr * kNr;
+    std::vector<float> ap(static_cast<size_t>(mmax * kmax)), bp(static_cast<size_t>(kmax * ld)), acc(static_cast<size_t>(mmax * ld));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t bi = t / (mt * nt), i0 = (t / nt) % mt * kMc, j0 = t % nt * kNc;
       const int64_t mc = std::min(kMc, p.M - i0), nc = std::min(kNc, p.N - j0);
@@ -144,11 +147,11 @@ void run(const MatmulParams& p) {
         const int64_t kc = std::min(kKc, p.K - k0);
         pack_a<T>(p, a, i0, mc, k0, kc, ap.data());
         pack_b<T>(p, b, j0, nc, k0, kc, bp.data());
-        multiply_block(pm, pn, kc, ap.data(), bp.data(), acc.data(), kLd);
+        multiply_block(pm, pn, kc, ap.data(), bp.data(), acc.data(), ld);
       }
       const int64_t c0 = bi * p.M * p.N;
       for (int64_t i = 0; i < mc; ++i) {
-        const float* row = acc.data() + i * kLd;
+        const float* row = acc.data() + i * ld;
         const int64_t base = c0 + (i0 + i) * p.N + j0;
         for (int64_t j = 0; j < nc; ++j) {
           const float bias = p.bias ? load<T>(p.bias, j0 + j) : 0.f;

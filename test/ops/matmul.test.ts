@@ -1,8 +1,24 @@
 // matmul and linear against a float64 reference written here: odd sizes (1, 7, 33, 129), every
 // transpose combination, batching (equal batch dims, a 2-d b or a 2-d a broadcast), bias, empty dims
-// (K = 0 gives zeros, or the bias), all three dtypes with per-dtype tolerances, bad input. On CUDA the
-// same cases run through cuBLASLt and through the forced fallback kernel and are compared with the CPU.
-import { DType, DTypeError, DeviceError, DeviceLike, ShapeError, ArgumentError, Tensor, cublasAvailable, ops, tensor, zeros } from '../../lib';
+// (K = 0 gives zeros, or the bias), all three dtypes with per-dtype tolerances, bad input; gradients of
+// every flag and broadcast case by finite differences (MATMUL_GRADCHECK, for the op table too). On CUDA
+// the same cases run through cuBLASLt and through the forced fallback kernel and are compared with the CPU.
+import {
+  ArgumentError,
+  DType,
+  DTypeError,
+  DeviceError,
+  DeviceLike,
+  ShapeError,
+  Tensor,
+  cublasAvailable,
+  ones,
+  ops,
+  randn,
+  tensor,
+  zeros,
+} from '../../lib';
+import { gradcheck } from '../../lib/autograd';
 import { describeCuda, expectClose } from '../setup';
 
 // mulberry32: deterministic test data, so failures reproduce.
@@ -263,6 +279,44 @@ describe('matmul / linear: bad input', () => {
     expectError(() => native().matmul(a.handle('t'), b.handle('t'), false, false), ShapeError, 'matmul', 'b');
     expectError(() => native().linear(a.handle('t'), b.handle('t'), null), ShapeError, 'linear', 'weight');
     [a, b].forEach((t) => t.dispose());
+  });
+});
+
+/** Gradient-check rows (name, fn, input shapes), ready to join the op table of test/autograd/gradcheck.test.ts. */
+const MATMUL_GRADCHECK: { name: string; fn: (...xs: Tensor[]) => Tensor; inputs: number[][] }[] = [
+  { name: 'matmul', fn: (a, b) => ops.matmul(a, b), inputs: [[3, 4], [4, 5]] },
+  { name: 'matmul transA', fn: (a, b) => ops.matmul(a, b, { transA: true }), inputs: [[4, 3], [4, 5]] },
+  { name: 'matmul transB', fn: (a, b) => ops.matmul(a, b, { transB: true }), inputs: [[3, 4], [5, 4]] },
+  { name: 'matmul transA transB', fn: (a, b) => ops.matmul(a, b, { transA: true, transB: true }), inputs: [[4, 3], [5, 4]] },
+  { name: 'matmul batched', fn: (a, b) => ops.matmul(a, b), inputs: [[2, 3, 4], [2, 4, 5]] },
+  { name: 'matmul broadcast b', fn: (a, b) => ops.matmul(a, b), inputs: [[2, 3, 4], [4, 5]] },
+  { name: 'matmul broadcast b, transA transB', fn: (a, b) => ops.matmul(a, b, { transA: true, transB: true }), inputs: [[2, 4, 3], [5, 4]] },
+  { name: 'matmul broadcast b, transB', fn: (a, b) => ops.matmul(a, b, { transB: true }), inputs: [[2, 2, 3, 4], [5, 4]] },
+  { name: 'matmul broadcast a', fn: (a, b) => ops.matmul(a, b, { transA: true }), inputs: [[4, 3], [2, 4, 5]] },
+  { name: 'linear + bias', fn: (x, w, b) => ops.linear(x, w, b), inputs: [[2, 3, 4], [5, 4], [5]] },
+  { name: 'linear, 1-d x', fn: (x, w) => ops.linear(x, w), inputs: [[4], [5, 4]] },
+];
+
+describe('matmul / linear gradients (finite differences)', () => {
+  test.each(MATMUL_GRADCHECK.map((r) => [r.name, r] as const))('%s', (_name, row) => {
+    const inputs = row.inputs.map((shape, i) => randn(shape, { seed: 300 + i }).requiresGrad_());
+    const r = gradcheck(row.fn, inputs);
+    inputs.forEach((t) => t.dispose());
+    if (!r.ok) throw new Error(`gradcheck failed: ${JSON.stringify(r.worst)} excess ${r.maxExcess}`);
+  });
+
+  test('backward of a bfloat16 linear gives bfloat16 gradients of the right shapes', () => {
+    const x = randn([2, 3, 8], { seed: 1, dtype: 'bfloat16' }).requiresGrad_();
+    const w = randn([6, 8], { seed: 2, dtype: 'bfloat16' }).requiresGrad_();
+    const b = randn([6], { seed: 3, dtype: 'bfloat16' }).requiresGrad_();
+    const y = ops.linear(x, w, b);
+    const g = ones(y.shape, { dtype: 'bfloat16' });
+    y.backward(g);
+    expect([x.grad?.shape, w.grad?.shape, b.grad?.shape]).toEqual([[2, 3, 8], [6, 8], [6]]);
+    expect([x.grad?.dtype, w.grad?.dtype, b.grad?.dtype]).toEqual(['bfloat16', 'bfloat16', 'bfloat16']);
+    // With dy = ones, d bias = the number of rows (2 x 3) for every output feature.
+    expect(Array.from(b.grad?.dataSync() ?? [])).toEqual(new Array(6).fill(6));
+    [x, w, b, y, g].forEach((t) => t.dispose());
   });
 });
 
