@@ -56,12 +56,13 @@ inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, Bwd
   return off;
 }
 
-// Dynamic shared memory of the backward (floats): B and C slabs, the double-buffered dB/dC reduction buffer
-// (2, kWarps, 2, kChunk), the per-warp partial sums over states (3, kWarps, kChunk) when kSplit > 1, then eight
-// per-warp (kWarps, dstate) arrays.
-inline size_t bwd_smem_bytes(int dstate, int split) {
-  return sizeof(float) * (2 * kSlab * kChunk + 2 * kWarps * 2 * kChunk + (split > 1 ? 3 * kWarps * kChunk : 0) +
-                          8 * kWarps * static_cast<size_t>(dstate));
+// Dynamic shared memory of the backward: B and C slabs (fp32), the double-buffered dB/dC reduction buffer
+// (2, kWarps, 2, kChunk) fp32 (which the per-warp partial sums over states, (3, kWarps, kChunk), reuse at the end
+// of a chunk when kSplit > 1), eight per-warp (kWarps, dstate) fp32 arrays, then SlabStager's raw buffer.
+static_assert(3 * kWarps * kChunk <= 2 * kWarps * 2 * kChunk, "sPart fits in sRed");
+inline size_t bwd_smem_bytes(int dstate, int raw_bytes) {
+  return sizeof(float) * (2 * kSlab * kChunk + 2 * kWarps * 2 * kChunk + 8 * kWarps * static_cast<size_t>(dstate)) +
+         raw_bytes;
 }
 
 template <class Io, int kSplit>
@@ -72,10 +73,10 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   float* sB = reinterpret_cast<float*>(smem_f4);  // (kSlab, kChunk)
   float* sC = sB + kSlab * kChunk;                // (kSlab, kChunk)
   float* sRed = sC + kSlab * kChunk;              // (2, kWarps, 2, kChunk) per-warp dB/dC of one state
-  float* sPart = sRed + 2 * kWarps * 2 * kChunk;  // (3, kWarps, kChunk) per-warp du_acc, ddtA, y if kSplit > 1
+  float* sPart = sRed;  // (3, kWarps, kChunk) per-warp du_acc, ddtA, y if kSplit > 1, only between chunks
   const int N = p.dstate, L = p.seqlen;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* sA = sPart + (kSplit > 1 ? 3 * kWarps * kChunk : 0) + warp * N;  // (N) A of this warp's channel
+  float* sA = sRed + 2 * kWarps * 2 * kChunk + warp * N;  // (N) A of this warp's channel
   float* sRc = sA + kWarps * N;    // (N) adjoint entering the current chunk from the right
   float* sH = sRc + kWarps * N;    // (N) checkpoint: state before the current chunk
   float* sdA = sH + kWarps * N;    // (N) dA of this (b, d)
@@ -83,6 +84,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   float* sdCi = sdBi + kWarps * N;
   float* sBi = sdCi + kWarps * N;  // (N) time-invariant B of this channel
   float* sCi = sBi + kWarps * N;
+  void* sRaw = sCi + (kWarps - warp) * N;  // SlabStager's buffer, after the per-warp arrays
 
   using Tile = ChannelTile<kSplit>;
   const Tile ct(p);
@@ -125,6 +127,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   const bool reduce_bc = p.is_variable_B || p.is_variable_C;
   // With L % 4 == 0 every 4-step quad of a dB/dC row is 16-byte aligned and lies wholly inside or outside [0, L).
   const bool quad_ok = L % 4 == 0;
+  SlabStager<Io> stager(sRaw, Bg, Cg, L, N, p.is_variable_B, p.is_variable_C, vec_B, vec_C);
+  stager.issue((n_ckpt - 1) * kChunk, 0);
 
   float dD_acc = 0.f, ddb_acc = 0.f;
   int buf = 0;
@@ -171,8 +175,12 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
     for (int s0 = 0; s0 < N; s0 += kSlab) {
       const int ns = min(kSlab, N - s0);
       __syncthreads();  // every warp is done reading the previous slab
-      if (p.is_variable_B) stage_slab<Io>(sB, Bg, s0, ns, c0, L, vec_B);
-      if (p.is_variable_C) stage_slab<Io>(sC, Cg, s0, ns, c0, L, vec_C);
+      stager.land(sB, sC, c0, s0, vec_B, vec_C);
+      if (s0 + kSlab < N) {
+        stager.issue(c0, s0 + kSlab);
+      } else if (c > 0) {
+        stager.issue(c0 - kChunk, 0);
+      }
       __syncthreads();
       // Every warp runs the same number of iterations (the barrier below); a warp without a state this round
       // contributes zeros.
@@ -337,6 +345,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
 
     if constexpr (kSplit > 1) {
       // Sum the per-state accumulators of the channel's warps in part order; part 0 finishes the channel.
+      __syncthreads();  // sPart reuses sRed: the last round's reduction is done reading it
       write_items(sPart + (0 * kWarps + warp) * kChunk, lane, du_acc);
       write_items(sPart + (1 * kWarps + warp) * kChunk, lane, ddtA);
       write_items(sPart + (2 * kWarps + warp) * kChunk, lane, y);
@@ -479,7 +488,7 @@ void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspa
     }
   }
   auto kernel = selective_scan_bwd_kernel<Io, kSplit>;
-  const size_t smem = bwd_smem_bytes(p.dstate, kSplit);
+  const size_t smem = bwd_smem_bytes(p.dstate, SlabStager<Io>::kRawBytes);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));

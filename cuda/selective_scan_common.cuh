@@ -105,25 +105,85 @@ __device__ __forceinline__ void store_items(typename Io::raw* row, int t0, int L
   }
 }
 
-// Copies states [s0, s0 + ns) of one variable B or C group, steps [c0, c0 + kChunk), into dst (kSlab, kChunk)
-// fp32; steps >= L are zero so padded steps add nothing. `mat` points at (dstate, L) of this (b, g).
+#ifndef MAMBA_SS_ASYNC_STAGE
+#define MAMBA_SS_ASYNC_STAGE 1
+#endif
+
+// 16-byte global -> shared copy that completes asynchronously; src_bytes 0 fills zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// Stages the B/C slab of one (chunk, state slab) unit into fp32 shared memory (kSlab, kChunk), one run of kItems steps per
+// thread and row. When a matrix's rows allow 16-byte copies, the next unit is prefetched with cp.async into a raw-dtype
+// buffer while the current one is scanned; each thread copies and later converts the same runs, so it only waits
+// for its own copies, and the caller's barriers order the fp32 buffers. Other rows are loaded synchronously.
 template <class Io>
-__device__ __forceinline__ void stage_slab(float* __restrict__ dst, const typename Io::raw* __restrict__ mat, int s0,
-                                           int ns, int c0, int L, bool vec) {
-  constexpr int kRuns = kChunk / kItems;  // runs per state row
+struct SlabStager {
+  using raw = typename Io::raw;
+  static constexpr int kRuns = kChunk / kItems;  // runs per state row
+  static constexpr int kRawBytes = 2 * kSlab * kChunk * static_cast<int>(sizeof(raw));  // shared bytes needed
+  raw* rawB;
+  raw* rawC;
+  const raw* Bg;
+  const raw* Cg;
+  int L, N;
+  bool varB, varC, asyncB, asyncC;
+
+  __device__ SlabStager(void* raw_smem, const raw* B, const raw* C, int L_, int N_, bool var_b, bool var_c,
+                        bool vec_b, bool vec_c)
+      : rawB(static_cast<raw*>(raw_smem)), rawC(static_cast<raw*>(raw_smem) + kSlab * kChunk), Bg(B), Cg(C), L(L_),
+        N(N_), varB(var_b), varC(var_c), asyncB(MAMBA_SS_ASYNC_STAGE && var_b && vec_b),
+        asyncC(MAMBA_SS_ASYNC_STAGE && var_c && vec_c) {}
+
+  // Starts the copies of unit (c0, s0): steps [c0, c0 + kChunk), states [s0, s0 + kSlab).
+  __device__ void issue(int c0, int s0) {
+    if (!asyncB && !asyncC) return;
+    const int ns = min(kSlab, N - s0);
 #pragma unroll
-  for (int k = 0; k < kSlab * kRuns / kThreads; ++k) {
-    const int r = threadIdx.x + k * kThreads;
-    const int n = r / kRuns, off = (r % kRuns) * kItems;
-    if (n < ns) {
-      float v[kItems];
-      load_items<Io>(mat + static_cast<size_t>(s0 + n) * L, c0 + off, L, vec, v);
-      float4* out = reinterpret_cast<float4*>(dst + n * kChunk + off);
-      out[0] = make_float4(v[0], v[1], v[2], v[3]);
-      out[1] = make_float4(v[4], v[5], v[6], v[7]);
+    for (int k = 0; k < kSlab * kRuns / kThreads; ++k) {
+      const int r = threadIdx.x + k * kThreads;
+      const int n = r / kRuns, off = (r % kRuns) * kItems;
+      if (n >= ns) continue;
+      const bool in = c0 + off < L;  // rows are vectorizable: a run is wholly inside or outside [0, L)
+      const size_t g = static_cast<size_t>(s0 + n) * L + (in ? c0 + off : 0);
+#pragma unroll
+      for (int q = 0; q < kItems * static_cast<int>(sizeof(raw)) / 16; ++q) {
+        const int e = q * 16 / static_cast<int>(sizeof(raw));
+        if (asyncB) cp_async16(rawB + n * kChunk + off + e, Bg + g + e, in ? 16 : 0);
+        if (asyncC) cp_async16(rawC + n * kChunk + off + e, Cg + g + e, in ? 16 : 0);
+      }
+    }
+    cp_async_commit();
+  }
+
+  // Completes unit (c0, s0) into sB / sC (fp32, (kSlab, kChunk)); steps >= L are zero.
+  __device__ void land(float* sB, float* sC, int c0, int s0, bool vec_b, bool vec_c) {
+    if (asyncB || asyncC) cp_async_wait_all();
+    const int ns = min(kSlab, N - s0);
+#pragma unroll
+    for (int k = 0; k < kSlab * kRuns / kThreads; ++k) {
+      const int r = threadIdx.x + k * kThreads;
+      const int n = r / kRuns, off = (r % kRuns) * kItems;
+      if (n >= ns) continue;
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        if (!(m == 0 ? varB : varC)) continue;
+        float v[kItems];
+        if (m == 0 ? asyncB : asyncC)
+          load_items<Io>((m == 0 ? rawB : rawC) + n * kChunk, off, kChunk, true, v);
+        else
+          load_items<Io>((m == 0 ? Bg : Cg) + static_cast<size_t>(s0 + n) * L, c0 + off, L, m == 0 ? vec_b : vec_c, v);
+        float4* out = reinterpret_cast<float4*>((m == 0 ? sB : sC) + n * kChunk + off);
+        out[0] = make_float4(v[0], v[1], v[2], v[3]);
+        out[1] = make_float4(v[4], v[5], v[6], v[7]);
+      }
     }
   }
-}
+};
 
 // A lane's kItems values of one staged state row.
 __device__ __forceinline__ void read_items(const float* __restrict__ src, int lane, float (&v)[kItems]) {

@@ -17,11 +17,13 @@
 namespace mamba {
 namespace ss {
 
-// Dynamic shared memory of the forward (floats): B and C slabs, the per-warp partial outputs (kWarps, kChunk)
-// when kSplit > 1, then per-warp state carries, A*log2e and the time-invariant B/C values, each (kWarps, dstate).
-inline size_t fwd_smem_bytes(int dstate, int split) {
+// Dynamic shared memory of the forward: B and C slabs (fp32), the per-warp partial outputs (kWarps, kChunk) when
+// kSplit > 1, per-warp state carries, A*log2e and the time-invariant B/C values, each (kWarps, dstate), then the
+// raw-dtype B/C prefetch buffer of SlabStager.
+inline size_t fwd_smem_bytes(int dstate, int split, int raw_bytes) {
   return sizeof(float) *
-         (2 * kSlab * kChunk + (split > 1 ? kWarps * kChunk : 0) + 4 * kWarps * static_cast<size_t>(dstate));
+             (2 * kSlab * kChunk + (split > 1 ? kWarps * kChunk : 0) + 4 * kWarps * static_cast<size_t>(dstate)) +
+         raw_bytes;
 }
 
 template <class Io, int kSplit>
@@ -38,6 +40,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
   float* sA2 = sCarry + kWarps * N;                // (N) A * log2e
   float* sBi = sA2 + kWarps * N;                   // (N) time-invariant B of this channel
   float* sCi = sBi + kWarps * N;                   // (N) time-invariant C of this channel
+  void* sRaw = sCi + (kWarps - warp) * N;          // SlabStager's buffer, after the per-warp arrays
 
   const ChannelTile<kSplit> ct(p);
   const size_t bd = static_cast<size_t>(ct.b) * p.dim + ct.d;
@@ -67,6 +70,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
   const bool vec_u = rows_vectorizable(p.u, L), vec_dl = rows_vectorizable(p.delta, L);
   const bool vec_z = rows_vectorizable(p.z, L), vec_out = rows_vectorizable(p.out, L);
   const bool vec_B = rows_vectorizable(p.B, L), vec_C = rows_vectorizable(p.C, L);
+  SlabStager<Io> stager(sRaw, Bg, Cg, L, N, p.is_variable_B, p.is_variable_C, vec_B, vec_C);
+  stager.issue(0, 0);
 
   for (int c = 0; c < n_ckpt; ++c) {
     const int c0 = c * kChunk;
@@ -97,8 +102,12 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
     for (int s0 = 0; s0 < N; s0 += kSlab) {
       const int ns = min(kSlab, N - s0);
       __syncthreads();  // every warp is done reading the previous slab
-      if (p.is_variable_B) stage_slab<Io>(sB, Bg, s0, ns, c0, L, vec_B);
-      if (p.is_variable_C) stage_slab<Io>(sC, Cg, s0, ns, c0, L, vec_C);
+      stager.land(sB, sC, c0, s0, vec_B, vec_C);
+      if (s0 + kSlab < N) {
+        stager.issue(c0, s0 + kSlab);
+      } else if (c + 1 < n_ckpt) {
+        stager.issue(c0 + kChunk, 0);
+      }
       __syncthreads();
       for (int k = ct.part; k < ns; k += kSplit) {
         const int n = s0 + k;
@@ -170,7 +179,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
 template <DType kType, int kSplit>
 void selective_scan_fwd_launch_split(const SelectiveScanParams& p, cudaStream_t stream) {
   auto kernel = selective_scan_fwd_kernel<IO<kType>, kSplit>;
-  const size_t smem = fwd_smem_bytes(p.dstate, kSplit);
+  const size_t smem = fwd_smem_bytes(p.dstate, kSplit, SlabStager<IO<kType>>::kRawBytes);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
