@@ -14,6 +14,7 @@
         "native/ops/selective_scan.cc",
         "native/ops/fused.cc",
         "native/ops/matmul.cc",
+        "native/ops/shape.cc",
         "native/cpu/parallel.cc",
         "native/cpu/creation_cpu.cc",
         "native/cpu/selective_scan_cpu.cc",
@@ -23,6 +24,7 @@
         "native/cpu/cross_entropy_cpu.cc",
         "native/cpu/softplus_bias_cpu.cc",
         "native/cpu/matmul_cpu.cc",
+        "native/cpu/shape_cpu.cc",
         "native/no_cuda.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -103,6 +103,12 @@ export interface NativeBinding {
   cublasInfo(): string;
   setMatmulBackend(backend: 'auto' | 'fallback'): 'auto' | 'fallback';
   matmulLastPath(): '' | 'cublasLt' | 'fallback';
+  // layout ops (native/ops/shape.cc); strides and offsets in elements
+  stridedCopy(x: NativeHandle, shape: number[], strides: number[], offset: number): NativeHandle;
+  concat(xs: NativeHandle[], axis: number): NativeHandle;
+  sliceScatter(src: NativeHandle, shape: number[], starts: number[]): NativeHandle;
+  indexSelect(x: NativeHandle, axis: number, index: NativeHandle): NativeHandle;
+  indexAdd(src: NativeHandle, axis: number, index: NativeHandle, size: number): NativeHandle;
   // devices and memory
   compiledWithCuda(): boolean;
   cudaAvailable(): boolean;

@@ -22,5 +22,6 @@ void InitDevice(Napi::Env env, Napi::Object exports);
 void InitSelectiveScan(Napi::Env env, Napi::Object exports);
 void InitFused(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
+void InitShape(Napi::Env env, Napi::Object exports);
 
 }  // namespace mamba

@@ -12,3 +12,4 @@ export type { CrossEntropyOptions } from './cross_entropy';
 export { softplusBias } from './softplus_bias';
 export { matmul, linear, setMatmulBackend, matmulLastPath } from './matmul';
 export type { MatmulOptions } from './matmul';
+export { permute, transpose, slice, narrow, concat, split, expand, indexSelect } from './shape';
