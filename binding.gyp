@@ -15,6 +15,7 @@
         "native/ops/fused.cc",
         "native/ops/matmul.cc",
         "native/ops/shape.cc",
+        "native/ops/reduce_extra.cc",
         "native/cpu/parallel.cc",
         "native/cpu/creation_cpu.cc",
         "native/cpu/selective_scan_cpu.cc",
@@ -25,6 +26,7 @@
         "native/cpu/softplus_bias_cpu.cc",
         "native/cpu/matmul_cpu.cc",
         "native/cpu/shape_cpu.cc",
+        "native/cpu/reduce_extra_cpu.cc",
         "native/no_cuda.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

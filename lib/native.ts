@@ -109,6 +109,11 @@ export interface NativeBinding {
   sliceScatter(src: NativeHandle, shape: number[], starts: number[]): NativeHandle;
   indexSelect(x: NativeHandle, axis: number, index: NativeHandle): NativeHandle;
   indexAdd(src: NativeHandle, axis: number, index: NativeHandle, size: number): NativeHandle;
+  // axis reductions and softmax (native/ops/reduce_extra.cc); reduceAxes reduces the axes [start, end)
+  reduceAxes(x: NativeHandle, op: 'max' | 'min' | 'logsumexp', start: number, end: number, withIndex: boolean): [NativeHandle, NativeHandle | null];
+  softmax(x: NativeHandle, axis: number, log: boolean): NativeHandle;
+  softmaxBackward(y: NativeHandle, g: NativeHandle, axis: number, log: boolean): NativeHandle;
+  argScatter(g: NativeHandle, index: NativeHandle, shape: number[], axis: number): NativeHandle;
   // devices and memory
   compiledWithCuda(): boolean;
   cudaAvailable(): boolean;

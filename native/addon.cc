@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFused(env, exports);
   InitMatmul(env, exports);
   InitShape(env, exports);
+  InitReduceExtra(env, exports);
   return exports;
 }
 

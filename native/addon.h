@@ -23,5 +23,6 @@ void InitSelectiveScan(Napi::Env env, Napi::Object exports);
 void InitFused(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitShape(Napi::Env env, Napi::Object exports);
+void InitReduceExtra(Napi::Env env, Napi::Object exports);
 
 }  // namespace mamba

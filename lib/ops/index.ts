@@ -12,4 +12,5 @@ export type { CrossEntropyOptions } from './cross_entropy';
 export { softplusBias } from './softplus_bias';
 export { matmul, linear, setMatmulBackend, matmulLastPath } from './matmul';
 export type { MatmulOptions } from './matmul';
+export { max, min, argmax, argmin, logsumexp, softmax, logSoftmax } from './reduce_extra';
 export { permute, transpose, slice, narrow, concat, split, expand, indexSelect } from './shape';
