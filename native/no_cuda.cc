@@ -19,7 +19,7 @@ void* stream() { no_cuda_error("cuda"); }
 void synchronize() {}
 void check_last(const char*) {}
 std::vector<float> time_events(int, const std::function<void(int)>&) { no_cuda_error("cudaTime"); }
-void* alloc(size_t, const char* fn) { no_cuda(fn); }
+void* alloc(size_t, const char* fn) { no_cuda_error(fn); }
 void free(void*) {}
 void free_deferred(void*) {}
 AllocatorStats allocator_stats() { return AllocatorStats{}; }
