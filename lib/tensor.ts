@@ -238,6 +238,90 @@ export class Tensor<D extends DType = DType> {
     return t;
   }
 
+  // ---- layout ops and reductions (lib/ops/shape.ts, lib/ops/reduce_extra.ts, lib/ops/reduce.ts) ----
+
+  /** `ops.permute`: axes reordered, as `x.permute(2, 0, 1)` or `x.permute([2, 0, 1])`. */
+  permute(...axes: number[] | [readonly number[]]): Tensor<D> {
+    const list = (Array.isArray(axes[0]) ? axes[0] : axes) as readonly number[];
+    return opsModule().permute(this, list) as Tensor<D>;
+  }
+
+  /** `ops.transpose`: two axes swapped (default: the last two). */
+  transpose(axis0 = -2, axis1 = -1): Tensor<D> {
+    return opsModule().transpose(this, axis0, axis1) as Tensor<D>;
+  }
+
+  /** `ops.slice`: elements `start` to `end` (exclusive, Python-style) along `axis`. */
+  slice(axis: number, start: number, end?: number): Tensor<D> {
+    return opsModule().slice(this, axis, start, end) as Tensor<D>;
+  }
+
+  /** `ops.narrow`: `length` elements from `start` along `axis`. */
+  narrow(axis: number, start: number, length: number): Tensor<D> {
+    return opsModule().narrow(this, axis, start, length) as Tensor<D>;
+  }
+
+  /** `ops.split`: pieces of `sizes` (or of one size) along `axis` (default 0). */
+  split(sizes: number | readonly number[], axis = 0): Tensor<D>[] {
+    return opsModule().split(this, sizes, axis) as Tensor<D>[];
+  }
+
+  /** `ops.expand`: repeated along size-1 and new leading axes, as `x.expand(4, -1)` or `x.expand([4, -1])`. */
+  expand(...shape: number[] | [readonly number[]]): Tensor<D> {
+    const list = (Array.isArray(shape[0]) ? shape[0] : shape) as readonly number[];
+    return opsModule().expand(this, list) as Tensor<D>;
+  }
+
+  /** `ops.indexSelect`: the entries at `index` along `axis`. */
+  indexSelect(axis: number, index: Tensor | readonly number[]): Tensor<D> {
+    return opsModule().indexSelect(this, axis, index) as Tensor<D>;
+  }
+
+  /** `ops.sum` over `axes` (default: all). */
+  sum(axes?: number | readonly number[], options?: { keepDims?: boolean }): Tensor<D> {
+    return opsModule().sum(this, axes, options) as Tensor<D>;
+  }
+
+  /** `ops.mean` over `axes` (default: all). */
+  mean(axes?: number | readonly number[], options?: { keepDims?: boolean }): Tensor<D> {
+    return opsModule().mean(this, axes, options) as Tensor<D>;
+  }
+
+  /** `ops.max` over `axes` (default: all). */
+  max(axes?: number | readonly number[], options?: { keepDims?: boolean }): Tensor<D> {
+    return opsModule().max(this, axes, options) as Tensor<D>;
+  }
+
+  /** `ops.min` over `axes` (default: all). */
+  min(axes?: number | readonly number[], options?: { keepDims?: boolean }): Tensor<D> {
+    return opsModule().min(this, axes, options) as Tensor<D>;
+  }
+
+  /** `ops.argmax`: int32 positions of the maxima along `axis` (flattened when omitted). */
+  argmax(axis?: number, options?: { keepDims?: boolean }): Tensor<'int32'> {
+    return opsModule().argmax(this, axis, options);
+  }
+
+  /** `ops.argmin`: int32 positions of the minima along `axis` (flattened when omitted). */
+  argmin(axis?: number, options?: { keepDims?: boolean }): Tensor<'int32'> {
+    return opsModule().argmin(this, axis, options);
+  }
+
+  /** `ops.logsumexp` over `axes` (default: all). */
+  logsumexp(axes?: number | readonly number[], options?: { keepDims?: boolean }): Tensor<D> {
+    return opsModule().logsumexp(this, axes, options) as Tensor<D>;
+  }
+
+  /** `ops.softmax` along `axis` (default: the last). */
+  softmax(axis = -1): Tensor<D> {
+    return opsModule().softmax(this, axis) as Tensor<D>;
+  }
+
+  /** `ops.logSoftmax` along `axis` (default: the last). */
+  logSoftmax(axis = -1): Tensor<D> {
+    return opsModule().logSoftmax(this, axis) as Tensor<D>;
+  }
+
   /** Same as dispose(), so `using t = ...` frees the tensor at the end of the block. */
   [Symbol.dispose](): void {
     this.dispose();
@@ -247,6 +331,12 @@ export class Tensor<D extends DType = DType> {
     const state = this.isDisposed ? ', disposed' : '';
     return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device}${state})`;
   }
+}
+
+// The ops behind the tensor methods, loaded on first use: lib/ops imports this file.
+function opsModule(): typeof import('./ops') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('./ops') as typeof import('./ops');
 }
 
 function resolveReshape(shape: readonly number[], size: number, fn: string): number[] {

@@ -249,6 +249,30 @@ test('results are new tensors: disposing the input leaves them intact', () => {
   p.dispose();
 });
 
+test('Tensor methods call the ops', () => {
+  tidy(() => {
+    const { t, v } = make([2, 3, 4]);
+    expectEqualArrays(t.permute(2, 0, 1).dataSync(), permuteRef(v, [2, 3, 4], [2, 0, 1]));
+    expectEqualArrays(t.permute([2, 0, 1]).dataSync(), permuteRef(v, [2, 3, 4], [2, 0, 1]));
+    expectEqualArrays(t.transpose().dataSync(), permuteRef(v, [2, 3, 4], [0, 2, 1]));
+    expectEqualArrays(t.slice(-1, 1, 3).dataSync(), sliceRef(v, [2, 3, 4], [0, 0, 1], [2, 3, 2]));
+    expectEqualArrays(t.narrow(0, 1, 1).dataSync(), sliceRef(v, [2, 3, 4], [1, 0, 0], [1, 3, 4]));
+    expect(t.split(2, -1).map((p) => p.shape[2])).toEqual([2, 2]);
+    expectShape(t.slice(1, 0, 1).expand(2, 5, 4), [2, 5, 4]);
+    expectShape(t.slice(1, 0, 1).expand([2, -1, 4]), [2, 1, 4]);
+    expectEqualArrays(t.indexSelect(1, [2]).dataSync(), indexSelectRef(v, [2, 3, 4], 1, [2]));
+    expectShape(t.mean(1), [2, 4]);
+    expectShape(t.sum(-1, { keepDims: true }), [2, 3, 1]);
+    expectShape(t.max([0, 2]), [3]);
+    expectShape(t.min(), []);
+    expect(t.argmax(-1).dtype).toBe('int32');
+    expectShape(t.argmin(undefined, { keepDims: true }), [1, 1, 1]);
+    expectShape(t.logsumexp(0), [3, 4]);
+    expectShape(t.softmax(), [2, 3, 4]);
+    expectShape(t.logSoftmax(1), [2, 3, 4]);
+  });
+});
+
 // ---- backward ----
 
 // Runs sum(out * w) backward for a fixed random w and returns x.grad's values, w's values and shape.
