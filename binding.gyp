@@ -14,6 +14,7 @@
         "native/ops/selective_scan.cc",
         "native/ops/fused.cc",
         "native/ops/matmul.cc",
+        "native/ops/elementwise.cc",
         "native/ops/shape.cc",
         "native/ops/reduce_extra.cc",
         "native/cpu/parallel.cc",
@@ -25,6 +26,7 @@
         "native/cpu/cross_entropy_cpu.cc",
         "native/cpu/softplus_bias_cpu.cc",
         "native/cpu/matmul_cpu.cc",
+        "native/cpu/elementwise_cpu.cc",
         "native/cpu/shape_cpu.cc",
         "native/cpu/reduce_extra_cpu.cc",
         "native/no_cuda.cc"

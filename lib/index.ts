@@ -6,6 +6,8 @@
  */
 export { Tensor } from './tensor';
 export * as ops from './ops';
+export { noGrad, enableGrad, isGradEnabled, backward, defineFunction, gradcheck } from './autograd';
+export type { BackwardOptions, FunctionContext, FunctionDefinition, GradcheckOptions, GradcheckResult } from './autograd';
 export type { DType, DTypeLike, Device, DeviceLike, DataFor } from './dtype';
 export { dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './creation';
@@ -24,5 +26,6 @@ export {
   OutOfMemoryError,
   DisposedError,
   InternalError,
+  AutogradError,
 } from './errors';
 export type { ErrorSource } from './errors';

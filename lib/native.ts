@@ -103,6 +103,13 @@ export interface NativeBinding {
   cublasInfo(): string;
   setMatmulBackend(backend: 'auto' | 'fallback'): 'auto' | 'fallback';
   matmulLastPath(): '' | 'cublasLt' | 'fallback';
+  // elementwise and sum (native/ops/elementwise.cc); op codes of native/elementwise_ops.h
+  unary(op: number, x: NativeHandle, alpha: number, beta: number): NativeHandle;
+  unaryBackward(op: number, x: NativeHandle, grad: NativeHandle, alpha: number, beta: number): NativeHandle;
+  binary(op: number, a: NativeHandle, b: NativeHandle, fnName: string): NativeHandle;
+  broadcastTo(x: NativeHandle, shape: number[]): NativeHandle;
+  where(cond: NativeHandle, a: NativeHandle, b: NativeHandle): NativeHandle;
+  sum(x: NativeHandle, axes: number[], keepDims: boolean): NativeHandle;
   // layout ops (native/ops/shape.cc); strides and offsets in elements
   stridedCopy(x: NativeHandle, shape: number[], strides: number[], offset: number): NativeHandle;
   concat(xs: NativeHandle[], axis: number): NativeHandle;

@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSelectiveScan(env, exports);
   InitFused(env, exports);
   InitMatmul(env, exports);
+  InitElementwise(env, exports);
   InitShape(env, exports);
   InitReduceExtra(env, exports);
   return exports;

@@ -22,6 +22,7 @@ void InitDevice(Napi::Env env, Napi::Object exports);
 void InitSelectiveScan(Napi::Env env, Napi::Object exports);
 void InitFused(Napi::Env env, Napi::Object exports);
 void InitMatmul(Napi::Env env, Napi::Object exports);
+void InitElementwise(Napi::Env env, Napi::Object exports);
 void InitShape(Napi::Env env, Napi::Object exports);
 void InitReduceExtra(Napi::Env env, Napi::Object exports);
 

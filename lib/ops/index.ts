@@ -12,5 +12,8 @@ export type { CrossEntropyOptions } from './cross_entropy';
 export { softplusBias } from './softplus_bias';
 export { matmul, linear, setMatmulBackend, matmulLastPath } from './matmul';
 export type { MatmulOptions } from './matmul';
+export { add, sub, mul, div, pow, neg, exp, log, sqrt, rsqrt, abs, square, silu, softplus, sigmoid, tanh, relu, gelu, clamp, where, broadcastTo } from './elementwise';
+export { sum, mean, sumTo } from './reduce';
+export type { ReduceOptions } from './reduce';
 export { max, min, argmax, argmin, logsumexp, softmax, logSoftmax } from './reduce_extra';
 export { permute, transpose, slice, narrow, concat, split, expand, indexSelect } from './shape';
