@@ -62,6 +62,7 @@ copy('package.json');
 copy('jest.config.js');
 copy('scripts/test.js');
 copy('scripts/bench-scan.js');
+copy('scripts/bench-ops.js');
 copy('build/Release/mamba_node.node');
 for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_lab'])
   if (fs.existsSync(path.join(root, 'build', t))) copy(`build/${t}`);

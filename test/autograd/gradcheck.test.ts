@@ -1,7 +1,7 @@
 // Every differentiable op passes a central finite-difference gradient check (float32 evaluation on the
 // CPU, float64 differences; see lib/autograd/gradcheck.ts). One row per op: the function, the inputs'
 // shapes and how to draw them (positive where the op needs it).
-import { Tensor, gradcheck, ops, rand, randn } from '../../lib';
+import { Tensor, gradcheck, ops, rand, randn, tensor } from '../../lib';
 
 type Draw = 'normal' | 'positive';
 interface Row {
@@ -39,6 +39,64 @@ export const GRADCHECK_TABLE: Row[] = [
   { name: 'sum (axes)', fn: (a) => ops.sum(a, [0, 2]), inputs: [[[2, 3, 4], 'normal']] },
   { name: 'sum (keepDims, negative axis)', fn: (a) => ops.sum(a, -1, { keepDims: true }), inputs: [[[3, 5], 'normal']] },
   { name: 'mean', fn: (a) => ops.mean(a, [1]), inputs: [[[3, 4, 2], 'normal']] },
+  // matmul / linear
+  { name: 'matmul', fn: (a, b) => ops.matmul(a, b), inputs: [[[3, 4], 'normal'], [[4, 5], 'normal']] },
+  { name: 'matmul transA transB', fn: (a, b) => ops.matmul(a, b, { transA: true, transB: true }), inputs: [[[4, 3], 'normal'], [[5, 4], 'normal']] },
+  { name: 'matmul batched, broadcast b', fn: (a, b) => ops.matmul(a, b), inputs: [[[2, 3, 4], 'normal'], [[4, 5], 'normal']] },
+  { name: 'linear with bias', fn: (x, w, b) => ops.linear(x, w, b), inputs: [[[2, 3, 4], 'normal'], [[5, 4], 'normal'], [[5], 'normal']] },
+  // shape ops
+  { name: 'permute', fn: (a) => ops.permute(a, [2, 0, 1]), inputs: [[[2, 3, 4], 'normal']] },
+  { name: 'transpose', fn: (a) => ops.transpose(a, 0, -1), inputs: [[[2, 3, 4], 'normal']] },
+  { name: 'slice', fn: (a) => ops.slice(a, -1, 1, 3), inputs: [[[3, 5], 'normal']] },
+  { name: 'narrow', fn: (a) => ops.narrow(a, 0, 1, 2), inputs: [[[4, 3], 'normal']] },
+  { name: 'concat', fn: (a, b) => ops.concat([a, b], 1), inputs: [[[2, 3], 'normal'], [[2, 2], 'normal']] },
+  { name: 'split', fn: (a) => ops.split(a, [1, 3], -1), inputs: [[[2, 4], 'normal']] },
+  { name: 'expand', fn: (a) => ops.expand(a, [2, 3, 4]), inputs: [[[3, 1], 'normal']] },
+  { name: 'indexSelect', fn: (a) => ops.indexSelect(a, 0, [2, 0, 2, 1]), inputs: [[[3, 4], 'normal']] },
+  // reductions
+  { name: 'max (axes)', fn: (a) => ops.max(a, [0, 2]), inputs: [[[2, 3, 4], 'normal']] },
+  { name: 'min keepDims', fn: (a) => ops.min(a, -1, { keepDims: true }), inputs: [[[3, 5], 'normal']] },
+  { name: 'logsumexp', fn: (a) => ops.logsumexp(a, [0, 2]), inputs: [[[2, 3, 4], 'normal']] },
+  { name: 'softmax', fn: (a) => ops.softmax(a, 1), inputs: [[[2, 5, 3], 'normal']] },
+  { name: 'logSoftmax', fn: (a) => ops.logSoftmax(a), inputs: [[[3, 6], 'normal']] },
+  // fused ops
+  {
+    name: 'rmsNorm with residual (prenorm)',
+    fn: (x, w, r) => {
+      const o = ops.rmsNorm(x, w, { residual: r });
+      return [o.out, o.residual as Tensor];
+    },
+    inputs: [[[3, 8], 'normal'], [[8], 'normal'], [[3, 8], 'normal']],
+  },
+  {
+    name: 'causalConv1d (bias, silu, initial and final state)',
+    fn: (x, w, b, s) => {
+      const o = ops.causalConv1d(x, w, b, { activation: 'silu', initialState: s, returnFinalState: true });
+      return [o.out, o.finalState as Tensor];
+    },
+    inputs: [[[2, 3, 6], 'normal'], [[3, 4], 'normal'], [[3], 'normal'], [[2, 3, 3], 'normal']],
+  },
+  {
+    name: 'embedding (weight)',
+    fn: (w) => {
+      const ids = tensor([3, 0, 3, 1, 4], [5], { dtype: 'int32' });
+      const out = ops.embedding(ids, w);
+      ids.dispose();
+      return out;
+    },
+    inputs: [[[5, 3], 'normal']],
+  },
+  {
+    name: 'crossEntropy (label smoothing, ignoreIndex, mean)',
+    fn: (logits) => {
+      const t = tensor([1, -100, 4, 0], [4], { dtype: 'int32' });
+      const out = ops.crossEntropy(logits, t, { labelSmoothing: 0.1 });
+      t.dispose();
+      return out;
+    },
+    inputs: [[[4, 5], 'normal']],
+  },
+  { name: 'softplusBias', fn: (d, b) => ops.softplusBias(d, b), inputs: [[[2, 3, 4], 'normal'], [[3], 'normal']] },
   {
     name: 'selectiveScan (D, z, deltaBias, softplus, initial state, last state)',
     fn: (u, delta, negA, B, C, D, z, bias, h0) => {
