@@ -1,7 +1,7 @@
 // CUDA RMSNorm with optional residual add (mamba_ssm's fused add + norm), forward and backward; math and
 // shapes in RmsNormParams (native/fused_params.h), CPU twin in native/cpu/rmsnorm_cpu.cc.
-// Rows up to ~3-4k columns take the register kernels: 128-thread blocks split into teams of 32, 64 or 128
-// threads, one row per team at a time, a persistent grid walking the rows. A thread holds NV vectors of its
+// Rows up to ~3k columns (1024 without vectors) take the register kernels: 128-thread blocks split into
+// teams of 32, 64 or 128 threads, one row per team at a time, a persistent grid walking the rows. A thread holds NV vectors of its
 // row in registers (vector i at column (i * team + t) * VEC), so every load of a row is issued before the
 // first use, and a 32-thread team (the common case: 768 columns) reduces with shuffles only, no barrier.
 // The weight is read once per thread; the backward keeps its dweight partial in registers, the teams of a
