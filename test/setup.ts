@@ -35,6 +35,31 @@ export async function collectGarbage(): Promise<void> {
   }
 }
 
+/** A small seeded generator of uniforms in [0, 1) (mulberry32) for test data, so failures reproduce. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs `call` and asserts it throws `cls` naming `fn` (when given) and `arg`. */
+export function expectTypedError(call: () => unknown, cls: new (...args: never[]) => Error, fn: string | undefined, arg: string | undefined): void {
+  let caught: unknown;
+  try {
+    call();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(cls);
+  if (fn !== undefined) expect((caught as { fn?: string }).fn).toBe(fn);
+  if (arg !== undefined) expect((caught as { arg?: string }).arg).toBe(arg);
+}
+
 /** Asserts |a - b| <= atol + rtol * |b| elementwise; the message names the worst element. */
 export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): void {
   expect(actual.length).toBe(expected.length);

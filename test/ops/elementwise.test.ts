@@ -1,7 +1,7 @@
 // Elementwise ops and sum/mean: values against float64 JS references over every float dtype, NumPy
 // broadcasting, edge shapes, NaN/inf, typed errors; CUDA against the CPU (skipped only without a GPU).
 import { ArgumentError, DType, DTypeError, DeviceError, ShapeError, Tensor, ops, randn, tensor, tidy, zeros } from '../../lib';
-import { describeCuda, expectClose } from '../setup';
+import { describeCuda, expectClose, expectTypedError } from '../setup';
 
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
 const TOL: Record<string, [number, number]> = { float32: [1e-5, 1e-6], float16: [2e-3, 1e-4], bfloat16: [1.6e-2, 1e-4] };
@@ -146,17 +146,7 @@ describe('elementwise: bad input gives typed errors', () => {
     ['broadcastTo a smaller shape', () => ops.broadcastTo(a, [3]), ShapeError, 'broadcastTo', 'shape'],
     ['where cond not a tensor', () => ops.where(1 as never, a, a), ArgumentError, 'where', 'cond'],
   ];
-  test.each(cases)('%s', (_n, call, cls, fn, arg) => {
-    let caught: unknown;
-    try {
-      call();
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeInstanceOf(cls);
-    expect((caught as { fn?: string }).fn).toBe(fn);
-    expect((caught as { arg?: string }).arg).toBe(arg);
-  });
+  test.each(cases)('%s', (_n, call, cls, fn, arg) => expectTypedError(call, cls, fn, arg));
   describeCuda('mixed devices', () => {
     test('a CUDA operand with a CPU operand is a DeviceError', () => {
       const g = a.to('cuda');

@@ -2,18 +2,9 @@
 // to the tested dtype (so float64 references see exactly the kernel's inputs), per-dtype tolerances, and a
 // helper that runs autograd backward and reads (then disposes) the leaf gradients.
 import { DType, Device, Tensor, backward, tensor } from '../../lib';
+import { rng } from '../setup';
 
-// mulberry32: small, seeded, reproducible.
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 export function normal(r: () => number, n: number, scale = 1, shift = 0): Float64Array {
   const out = new Float64Array(n);

@@ -19,19 +19,7 @@ import {
   zeros,
 } from '../../lib';
 import { gradcheck } from '../../lib/autograd';
-import { describeCuda, expectClose } from '../setup';
-
-// mulberry32: deterministic test data, so failures reproduce.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { describeCuda, expectClose, rng } from '../setup';
 
 function uniform(r: () => number, n: number): Float64Array {
   const out = new Float64Array(n);

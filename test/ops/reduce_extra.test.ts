@@ -4,22 +4,11 @@
 // hand-derived references; bad input (typed errors naming the function and argument); and on CUDA every
 // kernel path (warp rows, block rows, split rows, column tiles) against the CPU.
 import { ArgumentError, DType, DTypeError, DisposedError, ShapeError, Tensor, ops, tensor, tidy } from '../../lib';
-import { describeCuda, expectClose, expectEqualArrays } from '../setup';
+import { describeCuda, expectClose, expectEqualArrays, rng } from '../setup';
 
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
 // rtol = atol per dtype: float32 math, one rounding of the result to the dtype.
 const TOL: Record<string, number> = { float32: 2e-6, float16: 1.5e-3, bfloat16: 1e-2 };
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 

@@ -10,21 +10,9 @@ import {
   selectiveScanRef,
   selectiveScanRefBackward,
 } from '../reference/selective_scan';
-import { describeCuda, expectClose } from '../setup';
+import { describeCuda, expectClose, expectTypedError, rng } from '../setup';
 
 // ---- inputs ----
-
-// A small deterministic generator for test data (mulberry32), so failures reproduce.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(r: () => number, n: number, scale = 1): Float64Array {
   const out = new Float64Array(n);
@@ -394,16 +382,7 @@ describe('selective scan: bad input gives typed errors', () => {
     ['bad flag', () => ops.selectiveScan(u, u, A, B, B, { deltaSoftplus: 1 as never }), ArgumentError, 'deltaSoftplus'],
     ['initialState shape', () => ops.selectiveScan(u, u, A, B, B, { initialState: A }), ShapeError, 'initialState'],
   ];
-  test.each(cases)('%s', (_n, call, cls, arg) => {
-    let caught: unknown;
-    try {
-      call();
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeInstanceOf(cls);
-    expect((caught as { arg?: string }).arg).toBe(arg);
-  });
+  test.each(cases)('%s', (_n, call, cls, arg) => expectTypedError(call, cls, undefined, arg));
   describeCuda('mixed devices', () => {
     test('a CUDA tensor with CPU tensors is a DeviceError', () => {
       const g = u.to('cuda');

@@ -4,21 +4,9 @@
 // hand-derived references; bad input (typed errors naming the function and argument); and on CUDA the
 // same ops against the CPU.
 import { DType, DTypeError, DeviceError, ArgumentError, ShapeError, Tensor, ops, tensor, tidy } from '../../lib';
-import { describeCuda, expectEqualArrays } from '../setup';
+import { describeCuda, expectEqualArrays, rng } from '../setup';
 
 const DTYPES: DType[] = ['float32', 'float16', 'bfloat16', 'int32'];
-
-// mulberry32, so failures reproduce.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
