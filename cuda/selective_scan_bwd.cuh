@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
               if (p.deterministic) {
                 *acc = s;
               } else {
-                atomicAdd(acc, s);
+                atomic_add4(acc, s);
               }
             }
           } else {

@@ -109,13 +109,38 @@ __device__ __forceinline__ void store_items(typename Io::raw* row, int t0, int L
 #define MAMBA_SS_ASYNC_STAGE 1
 #endif
 
-// 16-byte global -> shared copy that completes asynchronously; src_bytes 0 fills zeros.
+// 16-byte global -> shared copy that completes asynchronously; src_bytes 0 fills zeros. cp.async needs
+// sm_80: older targets (the sm_75 build of the default architecture list) copy synchronously instead.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+#if __CUDA_ARCH__ >= 800
   const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
+#else
+  *static_cast<int4*>(dst) = src_bytes ? *static_cast<const int4*>(src) : make_int4(0, 0, 0, 0);
+#endif
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// float4 atomicAdd exists from sm_90; older targets add the four lanes one by one.
+__device__ __forceinline__ void atomic_add4(float4* acc, float4 v) {
+#if __CUDA_ARCH__ >= 900
+  atomicAdd(acc, v);
+#else
+  atomicAdd(&acc->x, v.x);
+  atomicAdd(&acc->y, v.y);
+  atomicAdd(&acc->z, v.z);
+  atomicAdd(&acc->w, v.w);
+#endif
+}
 
 // Stages the B/C slab of one (chunk, state slab) unit into fp32 shared memory (kSlab, kChunk), one run of kItems steps per
 // thread and row. When a matrix's rows allow 16-byte copies, the next unit is prefetched with cp.async into a raw-dtype
