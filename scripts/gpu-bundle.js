@@ -64,7 +64,7 @@ copy('scripts/test.js');
 copy('scripts/bench-scan.js');
 copy('scripts/bench-ops.js');
 copy('build/Release/mamba_node.node');
-for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_lab'])
+for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_cuda_test'])
   if (fs.existsSync(path.join(root, 'build', t))) copy(`build/${t}`);
 copy('dist-test');
 for (const dir of closure(['jest', '@petamoriken/float16'])) copy(path.relative(root, dir));

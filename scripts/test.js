@@ -54,7 +54,7 @@ function countNative(name, status, stdout) {
 }
 
 function runNative() {
-  const names = ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test'].filter((n) => fs.existsSync(path.join(build, n)));
+  const names = ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_cuda_test'].filter((n) => fs.existsSync(path.join(build, n)));
   if (names.length === 0) {
     log('no native test programs found in build/ (run npm run build:addon)');
     totals.failed += 1;

@@ -695,6 +695,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    printf("no CUDA device: skipped\n");
+    return 77;  // ctest's SKIP_RETURN_CODE
+  }
   try {
     if (bench) {
       run_bench();
