@@ -17,6 +17,7 @@
         "native/ops/elementwise.cc",
         "native/ops/shape.cc",
         "native/ops/reduce_extra.cc",
+        "native/ops/adamw.cc",
         "native/cpu/parallel.cc",
         "native/cpu/creation_cpu.cc",
         "native/cpu/selective_scan_cpu.cc",
@@ -29,6 +30,7 @@
         "native/cpu/elementwise_cpu.cc",
         "native/cpu/shape_cpu.cc",
         "native/cpu/reduce_extra_cpu.cc",
+        "native/cpu/adamw_cpu.cc",
         "native/no_cuda.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

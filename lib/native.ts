@@ -121,6 +121,10 @@ export interface NativeBinding {
   softmax(x: NativeHandle, axis: number, log: boolean): NativeHandle;
   softmaxBackward(y: NativeHandle, g: NativeHandle, axis: number, log: boolean): NativeHandle;
   argScatter(g: NativeHandle, index: NativeHandle, shape: number[], axis: number): NativeHandle;
+  // fused AdamW (native/ops/adamw.cc): updates param, expAvg, expAvgSq (float32) IN PLACE; only lib/optim calls it
+  adamwStep(
+    ...args: [param: NativeHandle, grad: NativeHandle, expAvg: NativeHandle, expAvgSq: NativeHandle, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number]
+  ): void;
   // devices and memory
   compiledWithCuda(): boolean;
   cudaAvailable(): boolean;

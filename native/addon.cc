@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitElementwise(env, exports);
   InitShape(env, exports);
   InitReduceExtra(env, exports);
+  InitAdamW(env, exports);
   return exports;
 }
 

@@ -25,5 +25,6 @@ void InitMatmul(Napi::Env env, Napi::Object exports);
 void InitElementwise(Napi::Env env, Napi::Object exports);
 void InitShape(Napi::Env env, Napi::Object exports);
 void InitReduceExtra(Napi::Env env, Napi::Object exports);
+void InitAdamW(Napi::Env env, Napi::Object exports);
 
 }  // namespace mamba

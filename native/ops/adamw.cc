@@ -1,0 +1,100 @@
+// N-API layer of the fused AdamW step: `adamwStep(param, grad, expAvg, expAvgSq, lr, beta1, beta2, eps,
+// weightDecay, step, gradScale)`. param, expAvg and expAvgSq are float32 tensors of one shape and device and
+// are UPDATED IN PLACE — the only op in the addon that writes into existing storage (tensors are otherwise
+// immutable). Every handle sharing their storage (reshape views, detach(), tensors saved by a graph that was
+// not yet run backward) sees the new values; lib/optim/adamw.ts owns the state tensors and is the only
+// caller. grad has the same number of elements in float32, float16 or bfloat16. The bias corrections are
+// computed here in double, as PyTorch computes them in Python floats. Returns undefined.
+#include <cmath>
+#include <string>
+
+#include "../../cuda/launch.h"
+#include "../addon.h"
+#include "../adamw_ops.h"
+#include "../check.h"
+#include "../cpu/adamw_cpu.h"
+#ifdef MAMBA_WITH_CUDA
+#include "../../cuda/adamw.h"
+#endif
+
+namespace mamba {
+namespace {
+
+std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
+
+TensorHandle* state_tensor(const Napi::CallbackInfo& info, size_t i, const TensorHandle* param, const char* fn, const char* arg) {
+  TensorHandle* t = arg_tensor(info, i, fn, arg);
+  if (t->dtype() != DType::Float32)
+    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype float32 but received " + dtype_name(t->dtype()));
+  if (param && t->device() != param->device())
+    fail(ErrorKind::Device, fn, arg, prefix(fn, arg) + "is on " + device_name(t->device()) + " but the parameter is on " + device_name(param->device()));
+  if (param && t->shape() != param->shape())
+    fail(ErrorKind::Shape, fn, arg, prefix(fn, arg) + "expected shape " + shape_str(param->shape()) + " but received " + shape_str(t->shape()));
+  return t;
+}
+
+double finite_number(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
+  double v = arg_number(info, i, fn, arg);
+  if (!std::isfinite(v)) fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected a finite number");
+  return v;
+}
+
+Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
+  const char* fn = "adamwStep";
+  TensorHandle* param = state_tensor(info, 0, nullptr, fn, "param");
+  TensorHandle* grad = arg_tensor(info, 1, fn, "grad");
+  if (!is_floating(grad->dtype()))
+    fail(ErrorKind::DType, fn, "grad", prefix(fn, "grad") + "expected a float dtype but received " + dtype_name(grad->dtype()));
+  if (grad->device() != param->device())
+    fail(ErrorKind::Device, fn, "grad", prefix(fn, "grad") + "is on " + device_name(grad->device()) + " but the parameter is on " + device_name(param->device()));
+  if (grad->shape() != param->shape())
+    fail(ErrorKind::Shape, fn, "grad", prefix(fn, "grad") + "expected shape " + shape_str(param->shape()) + " but received " + shape_str(grad->shape()));
+  TensorHandle* m = state_tensor(info, 2, param, fn, "expAvg");
+  TensorHandle* v = state_tensor(info, 3, param, fn, "expAvgSq");
+  if (param->numel() > 0 && (m->data() == v->data() || param->data() == m->data() || param->data() == v->data()))
+    fail(ErrorKind::Argument, fn, "expAvg", std::string(fn) + ": param, expAvg and expAvgSq must not share storage");
+  const double lr = finite_number(info, 4, fn, "lr");
+  const double beta1 = finite_number(info, 5, fn, "beta1");
+  const double beta2 = finite_number(info, 6, fn, "beta2");
+  const double eps = finite_number(info, 7, fn, "eps");
+  const double wd = finite_number(info, 8, fn, "weightDecay");
+  const double step = finite_number(info, 9, fn, "step");
+  const double scale = arg_number(info, 10, fn, "gradScale");
+  if (lr < 0) fail(ErrorKind::Argument, fn, "lr", prefix(fn, "lr") + "must be >= 0");
+  if (beta1 < 0 || beta1 >= 1) fail(ErrorKind::Argument, fn, "beta1", prefix(fn, "beta1") + "must be in [0, 1)");
+  if (beta2 < 0 || beta2 >= 1) fail(ErrorKind::Argument, fn, "beta2", prefix(fn, "beta2") + "must be in [0, 1)");
+  if (eps < 0) fail(ErrorKind::Argument, fn, "eps", prefix(fn, "eps") + "must be >= 0");
+  if (wd < 0) fail(ErrorKind::Argument, fn, "weightDecay", prefix(fn, "weightDecay") + "must be >= 0");
+  if (step < 1 || step != std::floor(step)) fail(ErrorKind::Argument, fn, "step", prefix(fn, "step") + "must be an integer >= 1");
+
+  AdamWParams p;
+  p.param = static_cast<float*>(param->data());
+  p.exp_avg = static_cast<float*>(m->data());
+  p.exp_avg_sq = static_cast<float*>(v->data());
+  p.grad = grad->data();
+  p.grad_dtype = grad->dtype();
+  p.n = param->numel();
+  p.decay = static_cast<float>(1.0 - lr * wd);
+  p.beta1 = static_cast<float>(beta1);
+  p.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+  p.beta2 = static_cast<float>(beta2);
+  p.one_minus_beta2 = static_cast<float>(1.0 - beta2);
+  p.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1, step)));
+  p.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, step)));
+  p.eps = static_cast<float>(eps);
+  p.grad_scale = static_cast<float>(scale);
+  if (p.n == 0) return info.Env().Undefined();
+  if (param->device() == Device::CPU) adamw_step_cpu(p);
+#ifdef MAMBA_WITH_CUDA
+  else adamw_step_cuda(p);
+#else
+  else refuse_cuda(fn);
+#endif
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitAdamW(Napi::Env env, Napi::Object exports) { export_fn<AdamWStep>(env, exports, "adamwStep"); }
+
+}  // namespace mamba
