@@ -6,6 +6,7 @@
  */
 export { Tensor } from './tensor';
 export * as ops from './ops';
+export * as optim from './optim';
 export * as nn from './nn';
 export { noGrad, enableGrad, isGradEnabled, backward, defineFunction, gradcheck } from './autograd';
 export type { BackwardOptions, FunctionContext, FunctionDefinition, GradcheckOptions, GradcheckResult } from './autograd';

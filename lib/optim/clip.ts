@@ -1,0 +1,79 @@
+/**
+ * Gradient norms and clipping by the global L2 norm over all parameters (torch.nn.utils.clip_grad_norm_).
+ * Each gradient's sum of squares is computed in float32 on its own device and added up on that device, so
+ * one read-back per device gives the norm. A non-finite norm (a NaN or infinite gradient anywhere) is
+ * returned as is and no gradient is changed: the caller skips the step (the Trainer does).
+ *
+ * @example
+ * ```ts
+ * loss.backward();
+ * const norm = clipGradNorm(model.parameters(), 1.0);   // gradients rescaled when norm > 1
+ * if (Number.isFinite(norm)) opt.step();
+ * ```
+ */
+import { noGrad } from '../autograd/grad_mode';
+import { describeValue } from '../dtype';
+import { ArgumentError } from '../errors';
+import { tidy } from '../memory';
+import { add, mul, square } from '../ops/elementwise';
+import { sum } from '../ops/reduce';
+import { Tensor } from '../tensor';
+
+function checkParams(params: Iterable<Tensor>, fn: string): Tensor[] {
+  const list = params instanceof Tensor ? [params] : [...params];
+  for (const p of list)
+    if (!(p instanceof Tensor)) throw new ArgumentError(`${fn}: expected tensors in argument 'params' but received ${describeValue(p)}`, { fn, arg: 'params' });
+  return list;
+}
+
+/** The L2 norm of all gradients of `params` together (0 when none has a gradient). Reads back one scalar per device. */
+export function gradNorm(params: Iterable<Tensor>): number {
+  const list = checkParams(params, 'gradNorm');
+  return noGrad(() =>
+    tidy(() => {
+      const perDevice = new Map<string, Tensor>();
+      for (const p of list) {
+        const g = p.grad;
+        if (!g || g.size === 0) continue;
+        const g32 = g.dtype === 'float32' ? g : g.cast('float32');
+        const s = sum(square(g32));
+        const prev = perDevice.get(g.device);
+        perDevice.set(g.device, prev ? add(prev, s) : s);
+      }
+      let total = 0;
+      for (const s of perDevice.values()) total += (s.dataSync() as Float32Array)[0];
+      return Math.sqrt(total);
+    }),
+  );
+}
+
+/**
+ * The factor `clipGradNorm` multiplies gradients by: `maxNorm / (norm + 1e-6)` when that is below 1, else 1
+ * (PyTorch's formula). Pass it as `AdamW.step({ gradScale })` to clip inside the fused step instead.
+ */
+export function clipScale(norm: number, maxNorm: number): number {
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0))
+    throw new ArgumentError(`clipScale: expected a positive number for argument 'maxNorm' but received ${describeValue(maxNorm)}`, { fn: 'clipScale', arg: 'maxNorm' });
+  if (!Number.isFinite(norm)) return 1;
+  const c = maxNorm / (norm + 1e-6);
+  return c < 1 ? c : 1;
+}
+
+/**
+ * Rescales the gradients of `params` so their global L2 norm is at most `maxNorm`; returns the norm before
+ * clipping. Gradients are replaced by scaled copies (tensors are immutable). With a non-finite norm nothing
+ * is changed and the non-finite norm is returned.
+ */
+export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): number {
+  const fn = 'clipGradNorm';
+  const list = checkParams(params, fn);
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm))
+    throw new ArgumentError(`${fn}: expected a finite positive number for argument 'maxNorm' but received ${describeValue(maxNorm)}`, { fn, arg: 'maxNorm' });
+  const norm = gradNorm(list);
+  const scale = clipScale(norm, maxNorm);
+  if (scale < 1)
+    noGrad(() => {
+      for (const p of list) if (p.grad) p.setGrad(mul(p.grad, scale));
+    });
+  return norm;
+}
