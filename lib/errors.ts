@@ -44,6 +44,8 @@ export class OutOfMemoryError extends MambaError {}
 export class DisposedError extends MambaError {}
 /** Misuse of autograd: backward through a freed graph, on a tensor that does not require grad, ... */
 export class AutogradError extends MambaError {}
+/** Training cannot go on: too many non-finite losses in a row, a checkpoint that does not fit the model, ... */
+export class TrainingError extends MambaError {}
 /** A bug in mamba-node itself: please report it. */
 export class InternalError extends MambaError {}
 

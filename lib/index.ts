@@ -7,6 +7,8 @@
 export { Tensor } from './tensor';
 export * as ops from './ops';
 export * as optim from './optim';
+export * as train from './train';
+export { Trainer } from './train';
 export * as nn from './nn';
 export { noGrad, enableGrad, isGradEnabled, backward, defineFunction, gradcheck } from './autograd';
 export type { BackwardOptions, FunctionContext, FunctionDefinition, GradcheckOptions, GradcheckResult } from './autograd';
@@ -29,5 +31,6 @@ export {
   DisposedError,
   InternalError,
   AutogradError,
+  TrainingError,
 } from './errors';
 export type { ErrorSource } from './errors';

@@ -181,7 +181,7 @@ describe('AdamW', () => {
       'backbone.layers.0.mixer.out_proj.weight',
       'backbone.norm_f.weight',
     ];
-    const ts = names.map(() => zeros([1]));
+    const ts: Tensor[] = names.map(() => zeros([1]));
     const groups = paramGroupsForMamba(names.map((n, i) => [n, ts[i]] as const));
     expect(groups.map((g) => g.name)).toEqual(['decay', 'no_decay']);
     expect(groups[1].weightDecay).toBe(0);

@@ -1,0 +1,9 @@
+/** Training: the Trainer loop, atomic checkpoints, the Selective Copying task and an SVG training chart. */
+export { Trainer, CHECKPOINT_FILE } from './trainer';
+export type { TrainableModel, TrainerOptions, TrainerCallbacks, StepInfo, EvalInfo, CheckpointInfo, FitOptions, FitResult } from './trainer';
+export { readCheckpoint, writeCheckpoint, encodeCheckpoint, decodeCheckpoint, writeFileAtomicSync, CHECKPOINT_FORMAT } from './checkpoint';
+export type { CheckpointEntry } from './checkpoint';
+export { SelectiveCopying, tokenAccuracy, IGNORE_INDEX } from './selective_copying';
+export type { SelectiveCopyingOptions, CopyingArrays, CopyingBatch, CopyingSplit, TokenAccuracy } from './selective_copying';
+export { trainingChartSvg, writeTrainingChart } from './chart';
+export type { ChartPoint, ChartOptions } from './chart';
