@@ -209,7 +209,7 @@ describe('MambaLM forward and backward', () => {
       return new Map(model.namedParameters().map(([n, p]) => [n, Float64Array.from((p.grad as Tensor).dataSync())]));
     };
     const grads = run(false);
-    for (const [name, g] of grads) {
+    for (const g of grads.values()) {
       expect(g.every(Number.isFinite)).toBe(true);
       expect(g.some((v) => v !== 0)).toBe(true);
     }
