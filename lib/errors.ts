@@ -46,6 +46,24 @@ export class DisposedError extends MambaError {}
 export class AutogradError extends MambaError {}
 /** Training cannot go on: too many non-finite losses in a row, a checkpoint that does not fit the model, ... */
 export class TrainingError extends MambaError {}
+/** Where a file-format error was found: the file and, when one entry is at fault, the tensor. */
+export interface FormatErrorSource extends ErrorSource {
+  file?: string;
+  tensor?: string;
+}
+
+/** A file that is not a valid checkpoint: truncated, inconsistent or crafted (see docs/checkpoints.md). */
+export class FormatError extends MambaError {
+  /** The file that was rejected. */
+  readonly file?: string;
+  /** The tensor whose entry or bytes are at fault, when one is. */
+  readonly tensor?: string;
+  constructor(message: string, source: FormatErrorSource = {}) {
+    super(message, source);
+    this.file = source.file;
+    this.tensor = source.tensor;
+  }
+}
 /** A bug in mamba-node itself: please report it. */
 export class InternalError extends MambaError {}
 
