@@ -21,6 +21,10 @@ export type { MemoryInfo } from './memory';
 export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize, cudaTime } from './device';
 export type { DeviceInfo } from './device';
 export { cublasAvailable, cublasInfo } from './ops/matmul';
+export { loadSafetensors, saveSafetensors, readSafetensorsHeader, MAX_HEADER_BYTES } from './io/safetensors';
+export type { LoadSafetensorsOptions, SaveSafetensorsOptions, SafetensorsDType, SafetensorsHeader, SafetensorsTensorInfo } from './io/safetensors';
+export { writeFileAtomic } from './io/atomic';
+export type { AtomicContents, AtomicSink } from './io/atomic';
 export {
   MambaError,
   ArgumentError,
@@ -32,5 +36,6 @@ export {
   InternalError,
   AutogradError,
   TrainingError,
+  FormatError,
 } from './errors';
-export type { ErrorSource } from './errors';
+export type { ErrorSource, FormatErrorSource } from './errors';
