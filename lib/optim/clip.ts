@@ -35,8 +35,9 @@ export function gradNorm(params: Iterable<Tensor>): number {
       for (const p of list) {
         const g = p.grad;
         if (!g || g.size === 0) continue;
-        const g32 = g.dtype === 'float32' ? g : g.cast('float32');
-        const s = sum(square(g32));
+        // Flattened first: a 1-D sum is the simplest reduction, whatever the gradient's layout.
+        const flat = g.reshape([g.size]);
+        const s = sum(square(flat.dtype === 'float32' ? flat : flat.cast('float32')));
         const prev = perDevice.get(g.device);
         perDevice.set(g.device, prev ? add(prev, s) : s);
       }

@@ -3,7 +3,7 @@
 // are UPDATED IN PLACE — the only op in the addon that writes into existing storage (tensors are otherwise
 // immutable). Every handle sharing their storage (reshape views, detach(), tensors saved by a graph that was
 // not yet run backward) sees the new values; lib/optim/adamw.ts owns the state tensors and is the only
-// caller. grad has the same number of elements in float32, float16 or bfloat16. The bias corrections are
+// caller. grad has the same number of elements (any shape) in float32, float16 or bfloat16. The bias corrections are
 // computed here in double, as PyTorch computes them in Python floats. Returns undefined.
 #include <cmath>
 #include <string>
@@ -47,8 +47,9 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
     fail(ErrorKind::DType, fn, "grad", prefix(fn, "grad") + "expected a float dtype but received " + dtype_name(grad->dtype()));
   if (grad->device() != param->device())
     fail(ErrorKind::Device, fn, "grad", prefix(fn, "grad") + "is on " + device_name(grad->device()) + " but the parameter is on " + device_name(param->device()));
-  if (grad->shape() != param->shape())
-    fail(ErrorKind::Shape, fn, "grad", prefix(fn, "grad") + "expected shape " + shape_str(param->shape()) + " but received " + shape_str(grad->shape()));
+  // Element counts, not shapes: both are contiguous, and lib/optim has already compared the JS shapes.
+  if (grad->numel() != param->numel())
+    fail(ErrorKind::Shape, fn, "grad", prefix(fn, "grad") + "expected " + std::to_string(param->numel()) + " elements (shape " + shape_str(param->shape()) + ") but received shape " + shape_str(grad->shape()));
   TensorHandle* m = state_tensor(info, 2, param, fn, "expAvg");
   TensorHandle* v = state_tensor(info, 3, param, fn, "expAvgSq");
   if (param->numel() > 0 && (m->data() == v->data() || param->data() == m->data() || param->data() == v->data()))
