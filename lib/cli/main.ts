@@ -6,6 +6,7 @@
 import { bestDevice, compiledWithCuda, cudaAvailable, devices } from '../device';
 import { randn } from '../creation';
 import { memory, tidy } from '../memory';
+import { trainCommand } from './train';
 
 function demo(): void {
   const device = bestDevice();
@@ -42,8 +43,21 @@ function main(argv: string[]): number {
     demo();
     return 0;
   }
+  if (command === 'train') {
+    trainCommand(argv.slice(1)).then(
+      (code) => (process.exitCode = code),
+      (e: Error) => {
+        console.error(`mamba-node train: ${e.message}`);
+        process.exitCode = 1;
+      },
+    );
+    return 0;
+  }
   if (command === '--help' || command === '-h' || command === 'help') {
-    console.log('usage: mamba-node [demo]\n  demo   create tensors on the best device and print what was found (default)');
+    console.log(
+      'usage: mamba-node [demo|train]\n  demo   create tensors on the best device and print what was found (default)\n' +
+        '  train  train a small Mamba on Selective Copying (mamba-node train --help)',
+    );
     return 0;
   }
   console.error(`mamba-node: unknown command '${command}' (try --help)`);
