@@ -75,7 +75,10 @@ export function causalConv1d(x: Tensor, weight: Tensor, bias?: Tensor, options: 
         dy.handle(fn, 'grad'), gFin ? gFin.handle(fn, 'grad') : null, silu, sh0 !== null,
       );
       if (dy !== gOut) dy.dispose();
-      const dwT = wrapLike(dw, weight.shape, weight);
+      // The kernel writes dweight as (dim, width); a (dim, 1, width) weight gets a native view of its own shape.
+      const dwView = native().reshape(dw, [...weight.shape]);
+      native().dispose(dw);
+      const dwT = wrapLike(dwView, weight.shape, weight);
       return [wrapLike(dx, sx.shape, sx), dwT, db && b ? wrapLike(db, b.shape, b) : null, dh0 ? wrapLike(dh0, stateShape, sx) : null];
     },
     [x, w2, ...(b ? [b] : []), ...(h0 ? [h0] : [])],

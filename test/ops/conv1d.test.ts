@@ -2,7 +2,7 @@
 // bias, SiLU, initial/final states (segments), the (dim, 1, width) weight layout, every float dtype, odd and
 // short lengths, backward (dx, dweight, dbias, dInitialState, with a gradient on the final state), bad input;
 // CUDA against the reference.
-import { DType, Device, ShapeError, ArgumentError, DTypeError, ops, tidy } from '../../lib';
+import { DType, Device, ShapeError, ArgumentError, DTypeError, Tensor, ops, tensor, tidy } from '../../lib';
 import { describeCuda, expectClose } from '../setup';
 import { FLOATS, TOL, gradsOf, make, normal, read, rng } from './fused_helpers';
 
@@ -161,4 +161,15 @@ describeCuda('causalConv1d on CUDA', () => {
     check({ B: 2, D: 5, L: 2048, W: 4, dtype, bias: true, silu: true, h0: true, fin: true }, 'cuda');
     check({ B: 1, D: 3, L: 1030, W: 4, dtype, bias: true }, 'cuda');
   });
+});
+
+test('a (dim, 1, width) weight gets a gradient whose native shape is its own (usable by other ops)', () => {
+  const x = tensor(Float32Array.from({ length: 2 * 3 * 5 }, (_, i) => Math.sin(i)), [2, 3, 5]);
+  const w = tensor(Float32Array.from({ length: 3 * 4 }, (_, i) => 0.1 * i - 0.5), [3, 1, 4]).requiresGrad_();
+  tidy(() => ops.sum(ops.causalConv1d(x, w).out).backward());
+  const g = w.grad as Tensor;
+  expect(g.shape).toEqual([3, 1, 4]);
+  const s = tidy(() => ops.sum(ops.mul(g, g), [1]));
+  expect(s.shape).toEqual([3, 4]);
+  [x, w, s].forEach((t) => t.dispose());
 });
