@@ -40,7 +40,9 @@ void refuse_cuda(const char* fn) {
 
 const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
 
-static std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
+std::string arg_prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
+
+static std::string prefix(const char* fn, const char* arg) { return arg_prefix(fn, arg); }
 
 TensorHandle* arg_tensor(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
   Napi::Env env = info.Env();
@@ -100,6 +102,36 @@ uint64_t arg_seed(const Napi::CallbackInfo& info, size_t i, const char* fn, cons
     if (lossless) return s;
   }
   fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected a seed in [0, 2^64) as a bigint");
+}
+
+bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
+  if (i >= info.Length() || !info[i].IsBoolean()) fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected a boolean");
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+TensorHandle* opt_tensor(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return arg_tensor(info, i, fn, arg);
+}
+
+void expect_shape(const TensorHandle* t, const std::vector<int64_t>& want, const char* fn, const char* arg) {
+  if (t->shape() != want)
+    fail(ErrorKind::Shape, fn, arg, prefix(fn, arg) + "expected shape " + shape_str(want) + " but received " + shape_str(t->shape()));
+}
+
+void expect_dtype(const TensorHandle* t, DType want, const char* fn, const char* arg) {
+  if (t->dtype() != want)
+    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype " + dtype_name(want) + " but received " + dtype_name(t->dtype()));
+}
+
+void expect_float(const TensorHandle* t, const char* fn, const char* arg) {
+  if (!is_floating(t->dtype()))
+    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype float32, float16 or bfloat16 but received " + dtype_name(t->dtype()));
+}
+
+void expect_device(const TensorHandle* t, Device want, const char* fn, const char* arg) {
+  if (t->device() != want)
+    fail(ErrorKind::Device, fn, arg, prefix(fn, arg) + "is on " + device_name(t->device()) + " but the first input is on " + device_name(want));
 }
 
 }  // namespace mamba

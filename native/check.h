@@ -48,6 +48,17 @@ Device arg_device(const Napi::CallbackInfo& info, size_t i, const char* fn, cons
 std::vector<int64_t> arg_shape(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg);
 double arg_number(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg);
 uint64_t arg_seed(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg);
+bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg);
+// The tensor at info[i], or nullptr when the argument is null or undefined.
+TensorHandle* opt_tensor(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg);
+
+// Checks of one tensor argument against what an op needs; each throws the typed error naming fn and arg.
+void expect_shape(const TensorHandle* t, const std::vector<int64_t>& want, const char* fn, const char* arg);
+void expect_dtype(const TensorHandle* t, DType want, const char* fn, const char* arg);
+void expect_float(const TensorHandle* t, const char* fn, const char* arg);  // float32, float16 or bfloat16
+void expect_device(const TensorHandle* t, Device want, const char* fn, const char* arg);  // want: the first input's
+// "fn: argument 'arg' " — the start of every argument error message.
+std::string arg_prefix(const char* fn, const char* arg);
 
 std::string shape_str(const std::vector<int64_t>& shape);
 // Throws the DeviceError for a CUDA tensor reaching an op in a build without CUDA (MAMBA_WITH_CUDA unset).

@@ -20,22 +20,20 @@
 namespace mamba {
 namespace {
 
-std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
-
 TensorHandle* state_tensor(const Napi::CallbackInfo& info, size_t i, const TensorHandle* param, const char* fn, const char* arg) {
   TensorHandle* t = arg_tensor(info, i, fn, arg);
   if (t->dtype() != DType::Float32)
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype float32 but received " + dtype_name(t->dtype()));
+    fail(ErrorKind::DType, fn, arg, arg_prefix(fn, arg) + "expected dtype float32 but received " + dtype_name(t->dtype()));
   if (param && t->device() != param->device())
-    fail(ErrorKind::Device, fn, arg, prefix(fn, arg) + "is on " + device_name(t->device()) + " but the parameter is on " + device_name(param->device()));
+    fail(ErrorKind::Device, fn, arg, arg_prefix(fn, arg) + "is on " + device_name(t->device()) + " but the parameter is on " + device_name(param->device()));
   if (param && t->shape() != param->shape())
-    fail(ErrorKind::Shape, fn, arg, prefix(fn, arg) + "expected shape " + shape_str(param->shape()) + " but received " + shape_str(t->shape()));
+    fail(ErrorKind::Shape, fn, arg, arg_prefix(fn, arg) + "expected shape " + shape_str(param->shape()) + " but received " + shape_str(t->shape()));
   return t;
 }
 
 double finite_number(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
   double v = arg_number(info, i, fn, arg);
-  if (!std::isfinite(v)) fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected a finite number");
+  if (!std::isfinite(v)) fail(ErrorKind::Argument, fn, arg, arg_prefix(fn, arg) + "expected a finite number");
   return v;
 }
 
@@ -44,12 +42,12 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   TensorHandle* param = state_tensor(info, 0, nullptr, fn, "param");
   TensorHandle* grad = arg_tensor(info, 1, fn, "grad");
   if (!is_floating(grad->dtype()))
-    fail(ErrorKind::DType, fn, "grad", prefix(fn, "grad") + "expected a float dtype but received " + dtype_name(grad->dtype()));
+    fail(ErrorKind::DType, fn, "grad", arg_prefix(fn, "grad") + "expected a float dtype but received " + dtype_name(grad->dtype()));
   if (grad->device() != param->device())
-    fail(ErrorKind::Device, fn, "grad", prefix(fn, "grad") + "is on " + device_name(grad->device()) + " but the parameter is on " + device_name(param->device()));
+    fail(ErrorKind::Device, fn, "grad", arg_prefix(fn, "grad") + "is on " + device_name(grad->device()) + " but the parameter is on " + device_name(param->device()));
   // Element counts, not shapes: both are contiguous, and lib/optim has already compared the JS shapes.
   if (grad->numel() != param->numel())
-    fail(ErrorKind::Shape, fn, "grad", prefix(fn, "grad") + "expected " + std::to_string(param->numel()) + " elements (shape " + shape_str(param->shape()) + ") but received shape " + shape_str(grad->shape()));
+    fail(ErrorKind::Shape, fn, "grad", arg_prefix(fn, "grad") + "expected " + std::to_string(param->numel()) + " elements (shape " + shape_str(param->shape()) + ") but received shape " + shape_str(grad->shape()));
   TensorHandle* m = state_tensor(info, 2, param, fn, "expAvg");
   TensorHandle* v = state_tensor(info, 3, param, fn, "expAvgSq");
   if (param->numel() > 0 && (m->data() == v->data() || param->data() == m->data() || param->data() == v->data()))
@@ -61,12 +59,12 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   const double wd = finite_number(info, 8, fn, "weightDecay");
   const double step = finite_number(info, 9, fn, "step");
   const double scale = arg_number(info, 10, fn, "gradScale");
-  if (lr < 0) fail(ErrorKind::Argument, fn, "lr", prefix(fn, "lr") + "must be >= 0");
-  if (beta1 < 0 || beta1 >= 1) fail(ErrorKind::Argument, fn, "beta1", prefix(fn, "beta1") + "must be in [0, 1)");
-  if (beta2 < 0 || beta2 >= 1) fail(ErrorKind::Argument, fn, "beta2", prefix(fn, "beta2") + "must be in [0, 1)");
-  if (eps < 0) fail(ErrorKind::Argument, fn, "eps", prefix(fn, "eps") + "must be >= 0");
-  if (wd < 0) fail(ErrorKind::Argument, fn, "weightDecay", prefix(fn, "weightDecay") + "must be >= 0");
-  if (step < 1 || step != std::floor(step)) fail(ErrorKind::Argument, fn, "step", prefix(fn, "step") + "must be an integer >= 1");
+  if (lr < 0) fail(ErrorKind::Argument, fn, "lr", arg_prefix(fn, "lr") + "must be >= 0");
+  if (beta1 < 0 || beta1 >= 1) fail(ErrorKind::Argument, fn, "beta1", arg_prefix(fn, "beta1") + "must be in [0, 1)");
+  if (beta2 < 0 || beta2 >= 1) fail(ErrorKind::Argument, fn, "beta2", arg_prefix(fn, "beta2") + "must be in [0, 1)");
+  if (eps < 0) fail(ErrorKind::Argument, fn, "eps", arg_prefix(fn, "eps") + "must be >= 0");
+  if (wd < 0) fail(ErrorKind::Argument, fn, "weightDecay", arg_prefix(fn, "weightDecay") + "must be >= 0");
+  if (step < 1 || step != std::floor(step)) fail(ErrorKind::Argument, fn, "step", arg_prefix(fn, "step") + "must be an integer >= 1");
 
   AdamWParams p;
   p.param = static_cast<float*>(param->data());

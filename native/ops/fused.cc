@@ -19,43 +19,10 @@
 namespace mamba {
 namespace {
 
-TensorHandle* opt_tensor(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return arg_tensor(info, i, fn, arg);
-}
-
-bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
-  if (i >= info.Length() || !info[i].IsBoolean())
-    fail(ErrorKind::Argument, fn, arg, std::string(fn) + ": argument '" + arg + "' expected a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-
-std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
-
-void expect_shape(const TensorHandle* t, const std::vector<int64_t>& want, const char* fn, const char* arg) {
-  if (t->shape() != want)
-    fail(ErrorKind::Shape, fn, arg, prefix(fn, arg) + "expected shape " + shape_str(want) + " but received " + shape_str(t->shape()));
-}
-
-void expect_dtype(const TensorHandle* t, DType want, const char* fn, const char* arg) {
-  if (t->dtype() != want)
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype " + dtype_name(want) + " but received " + dtype_name(t->dtype()));
-}
-
-void expect_float(const TensorHandle* t, const char* fn, const char* arg) {
-  if (!is_floating(t->dtype()))
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype float32, float16 or bfloat16 but received " + dtype_name(t->dtype()));
-}
-
 // Parameters (weights, biases) may be float32 or the activations' dtype.
 void expect_param_dtype(const TensorHandle* t, DType act, const char* fn, const char* arg) {
   if (t->dtype() != DType::Float32 && t->dtype() != act)
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype float32 or " + dtype_name(act) + " but received " + dtype_name(t->dtype()));
-}
-
-void expect_device(const TensorHandle* t, Device want, const char* fn, const char* arg) {
-  if (t->device() != want)
-    fail(ErrorKind::Device, fn, arg, prefix(fn, arg) + "is on " + device_name(t->device()) + " but the first input is on " + device_name(want));
+    fail(ErrorKind::DType, fn, arg, arg_prefix(fn, arg) + "expected dtype float32 or " + dtype_name(act) + " but received " + dtype_name(t->dtype()));
 }
 
 void same_as(const TensorHandle* t, const TensorHandle* ref, const char* fn, const char* arg) {
@@ -117,7 +84,7 @@ void no_gpu(const P&, void*) {}
 
 void rank_at_least(const TensorHandle* t, size_t r, const char* fn, const char* arg, const char* what) {
   if (t->shape().size() < r)
-    fail(ErrorKind::Shape, fn, arg, prefix(fn, arg) + "expected shape " + what + " but received " + shape_str(t->shape()));
+    fail(ErrorKind::Shape, fn, arg, arg_prefix(fn, arg) + "expected shape " + what + " but received " + shape_str(t->shape()));
 }
 
 // ---------------------------------------------------------------- RMSNorm
@@ -244,13 +211,13 @@ ConvInputs read_conv(const Napi::CallbackInfo& info, const char* fn) {
   TensorHandle* b = opt_tensor(info, 2, fn, "bias");
   TensorHandle* h0 = opt_tensor(info, 3, fn, "initialState");
   if (x->shape().size() != 3)
-    fail(ErrorKind::Shape, fn, "x", prefix(fn, "x") + "expected shape (batch, dim, L) but received " + shape_str(x->shape()));
+    fail(ErrorKind::Shape, fn, "x", arg_prefix(fn, "x") + "expected shape (batch, dim, L) but received " + shape_str(x->shape()));
   expect_float(x, fn, "x");
   in.x = x;
   in.dev = x->device();
   const int64_t B = x->shape()[0], D = x->shape()[1], L = x->shape()[2];
   if (w->shape().size() != 2 || w->shape()[0] != D || w->shape()[1] < 2 || w->shape()[1] > 4)
-    fail(ErrorKind::Shape, fn, "weight", prefix(fn, "weight") + "expected shape (dim=" + std::to_string(D) + ", width 2..4) but received " + shape_str(w->shape()));
+    fail(ErrorKind::Shape, fn, "weight", arg_prefix(fn, "weight") + "expected shape (dim=" + std::to_string(D) + ", width 2..4) but received " + shape_str(w->shape()));
   const int W = static_cast<int>(w->shape()[1]);
   expect_device(w, in.dev, fn, "weight");
   expect_param_dtype(w, x->dtype(), fn, "weight");
@@ -360,7 +327,7 @@ Napi::Value Conv1dBwd(const Napi::CallbackInfo& info) {
 
 void bad_id(const char* fn, const char* arg, const TensorHandle* ids, int64_t i, int64_t vocab) {
   const int32_t v = static_cast<const int32_t*>(ids->data())[i];
-  fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "holds " + std::to_string(v) + " at flat index " + std::to_string(i) +
+  fail(ErrorKind::Argument, fn, arg, arg_prefix(fn, arg) + "holds " + std::to_string(v) + " at flat index " + std::to_string(i) +
                                          ", outside [0, " + std::to_string(vocab) + ")");
 }
 
@@ -371,7 +338,7 @@ Napi::Value EmbeddingFwd(const Napi::CallbackInfo& info) {
   TensorHandle* w = arg_tensor(info, 1, fn, "weight");
   expect_dtype(ids, DType::Int32, fn, "ids");
   if (w->shape().size() != 2)
-    fail(ErrorKind::Shape, fn, "weight", prefix(fn, "weight") + "expected shape (vocab, dim) but received " + shape_str(w->shape()));
+    fail(ErrorKind::Shape, fn, "weight", arg_prefix(fn, "weight") + "expected shape (vocab, dim) but received " + shape_str(w->shape()));
   expect_float(w, fn, "weight");
   expect_device(w, ids->device(), fn, "weight");
   const Device dev = ids->device();
@@ -408,9 +375,9 @@ Napi::Value EmbeddingBwd(const Napi::CallbackInfo& info) {
   expect_device(dout, ids->device(), fn, "dout");
   if (dout->shape().size() != ids->shape().size() + 1 ||
       !std::equal(ids->shape().begin(), ids->shape().end(), dout->shape().begin()))
-    fail(ErrorKind::Shape, fn, "dout", prefix(fn, "dout") + "expected shape " + shape_str(ids->shape()) + " + (dim) but received " + shape_str(dout->shape()));
+    fail(ErrorKind::Shape, fn, "dout", arg_prefix(fn, "dout") + "expected shape " + shape_str(ids->shape()) + " + (dim) but received " + shape_str(dout->shape()));
   if (!(vocab >= 0) || vocab != static_cast<double>(static_cast<int64_t>(vocab)))
-    fail(ErrorKind::Argument, fn, "vocab", prefix(fn, "vocab") + "expected a non-negative integer");
+    fail(ErrorKind::Argument, fn, "vocab", arg_prefix(fn, "vocab") + "expected a non-negative integer");
   const Device dev = ids->device();
   EmbeddingParams p;
   p.n = ids->numel();
@@ -450,7 +417,7 @@ CeInputs read_ce(const Napi::CallbackInfo& info, const char* fn, size_t first_op
   TensorHandle* logits = arg_tensor(info, 0, fn, "logits");
   TensorHandle* targets = arg_tensor(info, 1, fn, "targets");
   if (logits->shape().size() != 2)
-    fail(ErrorKind::Shape, fn, "logits", prefix(fn, "logits") + "expected shape (N, classes) but received " + shape_str(logits->shape()));
+    fail(ErrorKind::Shape, fn, "logits", arg_prefix(fn, "logits") + "expected shape (N, classes) but received " + shape_str(logits->shape()));
   expect_float(logits, fn, "logits");
   expect_dtype(targets, DType::Int32, fn, "targets");
   expect_shape(targets, {logits->shape()[0]}, fn, "targets");
@@ -459,9 +426,9 @@ CeInputs read_ce(const Napi::CallbackInfo& info, const char* fn, size_t first_op
   const double red = arg_number(info, first_opt + 1, fn, "reduction");
   const double ls = arg_number(info, first_opt + 2, fn, "labelSmoothing");
   if (ignore != static_cast<double>(static_cast<int32_t>(ignore)))
-    fail(ErrorKind::Argument, fn, "ignoreIndex", prefix(fn, "ignoreIndex") + "expected an int32 integer");
-  if (red != 0 && red != 1 && red != 2) fail(ErrorKind::Argument, fn, "reduction", prefix(fn, "reduction") + "expected 0, 1 or 2");
-  if (!(ls >= 0.0 && ls <= 1.0)) fail(ErrorKind::Argument, fn, "labelSmoothing", prefix(fn, "labelSmoothing") + "expected a number in [0, 1]");
+    fail(ErrorKind::Argument, fn, "ignoreIndex", arg_prefix(fn, "ignoreIndex") + "expected an int32 integer");
+  if (red != 0 && red != 1 && red != 2) fail(ErrorKind::Argument, fn, "reduction", arg_prefix(fn, "reduction") + "expected 0, 1 or 2");
+  if (!(ls >= 0.0 && ls <= 1.0)) fail(ErrorKind::Argument, fn, "labelSmoothing", arg_prefix(fn, "labelSmoothing") + "expected a number in [0, 1]");
   in.logits = logits;
   in.targets = targets;
   in.dev = logits->device();
@@ -488,7 +455,7 @@ Napi::Value CrossEntropyFwd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CeInputs in = read_ce(info, fn, 2);
   CrossEntropyParams& p = in.p;
-  if (p.vocab == 0 && p.n > 0) fail(ErrorKind::Shape, fn, "logits", prefix(fn, "logits") + "has no classes");
+  if (p.vocab == 0 && p.n > 0) fail(ErrorKind::Shape, fn, "logits", arg_prefix(fn, "logits") + "has no classes");
   Output loss = make_output(in.dev, loss_shape(p), p.dtype, fn);
   Output lse = make_output(in.dev, {p.n}, DType::Float32, fn);
   Output count = make_output(in.dev, {}, DType::Float32, fn);
@@ -549,7 +516,7 @@ SoftplusBiasParams read_softplus(const Napi::CallbackInfo& info, const char* fn,
   TensorHandle* delta = arg_tensor(info, 0, fn, "delta");
   TensorHandle* bias = arg_tensor(info, 1, fn, "bias");
   if (delta->shape().size() != 3)
-    fail(ErrorKind::Shape, fn, "delta", prefix(fn, "delta") + "expected shape (batch, dim, L) but received " + shape_str(delta->shape()));
+    fail(ErrorKind::Shape, fn, "delta", arg_prefix(fn, "delta") + "expected shape (batch, dim, L) but received " + shape_str(delta->shape()));
   expect_float(delta, fn, "delta");
   expect_shape(bias, {delta->shape()[1]}, fn, "bias");
   expect_device(bias, delta->device(), fn, "bias");

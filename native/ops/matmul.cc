@@ -21,24 +21,16 @@
 namespace mamba {
 namespace {
 
-bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
-  if (i >= info.Length() || !info[i].IsBoolean())
-    fail(ErrorKind::Argument, fn, arg, std::string(fn) + ": argument '" + arg + "' expected a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-
-std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
-
 void check_float(const TensorHandle* t, const char* fn, const char* arg) {
   if (!is_floating(t->dtype()))
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "expected dtype float32, float16 or bfloat16 but received " + dtype_name(t->dtype()));
+    fail(ErrorKind::DType, fn, arg, arg_prefix(fn, arg) + "expected dtype float32, float16 or bfloat16 but received " + dtype_name(t->dtype()));
 }
 
 void check_same(const TensorHandle* t, const TensorHandle* ref, const char* fn, const char* arg, const char* ref_arg) {
   if (t->dtype() != ref->dtype())
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "has dtype " + dtype_name(t->dtype()) + " but '" + ref_arg + "' has " + dtype_name(ref->dtype()));
+    fail(ErrorKind::DType, fn, arg, arg_prefix(fn, arg) + "has dtype " + dtype_name(t->dtype()) + " but '" + ref_arg + "' has " + dtype_name(ref->dtype()));
   if (t->device() != ref->device())
-    fail(ErrorKind::Device, fn, arg, prefix(fn, arg) + "is on " + device_name(t->device()) + " but '" + ref_arg + "' is on " + device_name(ref->device()));
+    fail(ErrorKind::Device, fn, arg, arg_prefix(fn, arg) + "is on " + device_name(t->device()) + " but '" + ref_arg + "' is on " + device_name(ref->device()));
 }
 
 // Allocates the output (shape), runs p on the tensors' device and returns the handle.
@@ -66,8 +58,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   check_float(a, fn, "a");
   check_same(b, a, fn, "b", "a");
   const auto &sa = a->shape(), &sb = b->shape();
-  if (sa.size() < 2) fail(ErrorKind::Shape, fn, "a", prefix(fn, "a") + "expected at least 2 dimensions but received " + shape_str(sa));
-  if (sb.size() < 2) fail(ErrorKind::Shape, fn, "b", prefix(fn, "b") + "expected at least 2 dimensions but received " + shape_str(sb));
+  if (sa.size() < 2) fail(ErrorKind::Shape, fn, "a", arg_prefix(fn, "a") + "expected at least 2 dimensions but received " + shape_str(sa));
+  if (sb.size() < 2) fail(ErrorKind::Shape, fn, "b", arg_prefix(fn, "b") + "expected at least 2 dimensions but received " + shape_str(sb));
   const size_t ra = sa.size(), rb = sb.size();
   MatmulParams p;
   p.dtype = a->dtype();
@@ -79,14 +71,14 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   p.N = tb ? sb[rb - 2] : sb[rb - 1];
   if (kb != p.K)
     fail(ErrorKind::Shape, fn, "b",
-         prefix(fn, "b") + "has " + std::to_string(kb) + " rows (after transB) but 'a' has " + std::to_string(p.K) + " columns (after transA): shapes " +
+         arg_prefix(fn, "b") + "has " + std::to_string(kb) + " rows (after transB) but 'a' has " + std::to_string(p.K) + " columns (after transA): shapes " +
              shape_str(sa) + " and " + shape_str(sb));
   std::vector<int64_t> batch_a(sa.begin(), sa.end() - 2), batch_b(sb.begin(), sb.end() - 2), batch;
   if (batch_a == batch_b || rb == 2) batch = batch_a;
   else if (ra == 2) batch = batch_b;
   else
     fail(ErrorKind::Shape, fn, "b",
-         prefix(fn, "b") + "has batch dims " + shape_str(batch_b) + " but 'a' has " + shape_str(batch_a) + " (they must be equal, or one operand 2-d)");
+         arg_prefix(fn, "b") + "has batch dims " + shape_str(batch_b) + " but 'a' has " + shape_str(batch_a) + " (they must be equal, or one operand 2-d)");
   p.batch = shape_numel(batch);
   p.a = a->data();
   p.b = b->data();
@@ -111,10 +103,10 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   check_float(x, fn, "x");
   check_same(w, x, fn, "weight", "x");
   const auto &sx = x->shape(), &sw = w->shape();
-  if (sx.empty()) fail(ErrorKind::Shape, fn, "x", prefix(fn, "x") + "expected at least 1 dimension (..., in) but received " + shape_str(sx));
+  if (sx.empty()) fail(ErrorKind::Shape, fn, "x", arg_prefix(fn, "x") + "expected at least 1 dimension (..., in) but received " + shape_str(sx));
   if (sw.size() != 2 || sw[1] != sx.back())
     fail(ErrorKind::Shape, fn, "weight",
-         prefix(fn, "weight") + "expected shape (out, in=" + std::to_string(sx.back()) + ") but received " + shape_str(sw));
+         arg_prefix(fn, "weight") + "expected shape (out, in=" + std::to_string(sx.back()) + ") but received " + shape_str(sw));
   MatmulParams p;
   p.dtype = x->dtype();
   p.K = sx.back();
@@ -126,7 +118,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   if (bias) {
     check_same(bias, x, fn, "bias", "x");
     if (bias->shape() != std::vector<int64_t>{p.N})
-      fail(ErrorKind::Shape, fn, "bias", prefix(fn, "bias") + "expected shape [" + std::to_string(p.N) + "] but received " + shape_str(bias->shape()));
+      fail(ErrorKind::Shape, fn, "bias", arg_prefix(fn, "bias") + "expected shape [" + std::to_string(p.N) + "] but received " + shape_str(bias->shape()));
     p.bias = bias->data();
   }
   std::vector<int64_t> shape(sx.begin(), sx.end() - 1);
@@ -157,7 +149,7 @@ Napi::Value CublasInfo(const Napi::CallbackInfo& info) {
 Napi::Value SetMatmulBackend(const Napi::CallbackInfo& info) {
   const char* fn = "setMatmulBackend";
   std::string v = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (v != "auto" && v != "fallback") fail(ErrorKind::Argument, fn, "backend", prefix(fn, "backend") + "expected 'auto' or 'fallback'");
+  if (v != "auto" && v != "fallback") fail(ErrorKind::Argument, fn, "backend", arg_prefix(fn, "backend") + "expected 'auto' or 'fallback'");
 #ifdef MAMBA_WITH_CUDA
   const bool was_fallback = matmul_backend() == MatmulBackend::Fallback;
   set_matmul_backend(v == "fallback" ? MatmulBackend::Fallback : MatmulBackend::Auto);

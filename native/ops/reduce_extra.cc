@@ -17,23 +17,11 @@
 namespace mamba {
 namespace {
 
-std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
-
 int64_t arg_index(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg, int64_t lo, int64_t hi) {
   double v = arg_number(info, i, fn, arg);
   if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || v != static_cast<double>(static_cast<int64_t>(v)))
-    fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    fail(ErrorKind::Argument, fn, arg, arg_prefix(fn, arg) + "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return static_cast<int64_t>(v);
-}
-
-bool arg_flag(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
-  if (i >= info.Length() || !info[i].IsBoolean()) fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-
-void expect_float(const TensorHandle* t, const char* fn, const char* arg) {
-  if (!is_floating(t->dtype()))
-    fail(ErrorKind::DType, fn, arg, prefix(fn, arg) + "must be float32, float16 or bfloat16 but is " + dtype_name(t->dtype()));
 }
 
 int64_t prod(const std::vector<int64_t>& s, size_t b, size_t e) {
@@ -49,19 +37,19 @@ Napi::Value ReduceAxes(const Napi::CallbackInfo& info) {
   const char* fn = "reduceAxes";
   TensorHandle* x = arg_tensor(info, 0, fn, "x");
   expect_float(x, fn, "x");
-  if (info.Length() < 2 || !info[1].IsString()) fail(ErrorKind::Argument, fn, "op", prefix(fn, "op") + "expected a string");
+  if (info.Length() < 2 || !info[1].IsString()) fail(ErrorKind::Argument, fn, "op", arg_prefix(fn, "op") + "expected a string");
   const std::string name = info[1].As<Napi::String>().Utf8Value();
   AxisReduceParams p;
   if (name == "max") p.op = AxisReduceOp::Max;
   else if (name == "min") p.op = AxisReduceOp::Min;
   else if (name == "logsumexp") p.op = AxisReduceOp::LogSumExp;
-  else fail(ErrorKind::Argument, fn, "op", prefix(fn, "op") + "expected 'max', 'min' or 'logsumexp' but received '" + name + "'");
+  else fail(ErrorKind::Argument, fn, "op", arg_prefix(fn, "op") + "expected 'max', 'min' or 'logsumexp' but received '" + name + "'");
   const auto& shape = x->shape();
   const int64_t rank = static_cast<int64_t>(shape.size());
   const int64_t start = arg_index(info, 2, fn, "start", 0, rank);
   const int64_t end = arg_index(info, 3, fn, "end", start, rank);
   const bool arg_op = p.op == AxisReduceOp::Max || p.op == AxisReduceOp::Min;
-  const bool with_index = arg_flag(info, 4, fn, "withIndex") && arg_op;
+  const bool with_index = arg_bool(info, 4, fn, "withIndex") && arg_op;
   p.outer = prod(shape, 0, start);
   p.R = prod(shape, start, end);
   p.inner = prod(shape, end, shape.size());
@@ -112,7 +100,7 @@ SoftmaxParams softmax_params(const TensorHandle* x, int64_t axis, bool log) {
 
 int64_t arg_axis(const Napi::CallbackInfo& info, size_t i, const char* fn, const TensorHandle* x) {
   const int64_t rank = static_cast<int64_t>(x->shape().size());
-  if (rank == 0) fail(ErrorKind::Shape, fn, "x", prefix(fn, "x") + "must have at least one dim");
+  if (rank == 0) fail(ErrorKind::Shape, fn, "x", arg_prefix(fn, "x") + "must have at least one dim");
   const int64_t a = arg_index(info, i, fn, "axis", -rank, rank - 1);
   return a < 0 ? a + rank : a;
 }
@@ -120,7 +108,7 @@ int64_t arg_axis(const Napi::CallbackInfo& info, size_t i, const char* fn, const
 // softmax(x, axis, log) -> softmax (or log_softmax when log) of x along axis, in x's dtype.
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
   TensorHandle* x = arg_tensor(info, 0, "softmax", "x");
-  const bool log = arg_flag(info, 2, "softmax", "log");
+  const bool log = arg_bool(info, 2, "softmax", "log");
   const char* fn = log ? "logSoftmax" : "softmax";
   expect_float(x, fn, "x");
   SoftmaxParams p = softmax_params(x, arg_axis(info, 1, fn, x), log);
@@ -145,10 +133,10 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   TensorHandle* y = arg_tensor(info, 0, fn, "y");
   TensorHandle* g = arg_tensor(info, 1, fn, "g");
   expect_float(y, fn, "y");
-  if (g->shape() != y->shape()) fail(ErrorKind::Shape, fn, "g", prefix(fn, "g") + "has shape " + shape_str(g->shape()) + " but y has " + shape_str(y->shape()));
-  if (g->dtype() != y->dtype()) fail(ErrorKind::DType, fn, "g", prefix(fn, "g") + "has dtype " + dtype_name(g->dtype()) + " but y has " + dtype_name(y->dtype()));
-  if (g->device() != y->device()) fail(ErrorKind::Device, fn, "g", prefix(fn, "g") + "is on " + device_name(g->device()) + " but y is on " + device_name(y->device()));
-  SoftmaxParams p = softmax_params(y, arg_axis(info, 2, fn, y), arg_flag(info, 3, fn, "log"));
+  if (g->shape() != y->shape()) fail(ErrorKind::Shape, fn, "g", arg_prefix(fn, "g") + "has shape " + shape_str(g->shape()) + " but y has " + shape_str(y->shape()));
+  if (g->dtype() != y->dtype()) fail(ErrorKind::DType, fn, "g", arg_prefix(fn, "g") + "has dtype " + dtype_name(g->dtype()) + " but y has " + dtype_name(y->dtype()));
+  if (g->device() != y->device()) fail(ErrorKind::Device, fn, "g", arg_prefix(fn, "g") + "is on " + device_name(g->device()) + " but y is on " + device_name(y->device()));
+  SoftmaxParams p = softmax_params(y, arg_axis(info, 2, fn, y), arg_bool(info, 3, fn, "log"));
   auto st = Storage::allocate(y->device(), y->nbytes(), fn);
   p.x = y->data();
   p.g = g->data();
@@ -174,16 +162,16 @@ Napi::Value ArgScatter(const Napi::CallbackInfo& info) {
   auto shape = arg_shape(info, 2, fn, "shape");
   expect_float(g, fn, "g");
   const int64_t rank = static_cast<int64_t>(shape.size());
-  if (rank == 0) fail(ErrorKind::Shape, fn, "shape", prefix(fn, "shape") + "must have at least one dim");
+  if (rank == 0) fail(ErrorKind::Shape, fn, "shape", arg_prefix(fn, "shape") + "must have at least one dim");
   const int64_t axis = arg_index(info, 3, fn, "axis", 0, rank - 1);
   ArgScatterParams p;
   p.outer = prod(shape, 0, axis);
   p.R = shape[axis];
   p.inner = prod(shape, axis + 1, shape.size());
   if (g->numel() != p.outer * p.inner || index->numel() != g->numel())
-    fail(ErrorKind::Shape, fn, "g", prefix(fn, "g") + "and 'index' must hold " + std::to_string(p.outer * p.inner) + " elements");
-  if (index->dtype() != DType::Int32) fail(ErrorKind::DType, fn, "index", prefix(fn, "index") + "must be int32");
-  if (index->device() != g->device()) fail(ErrorKind::Device, fn, "index", prefix(fn, "index") + "is on another device than g");
+    fail(ErrorKind::Shape, fn, "g", arg_prefix(fn, "g") + "and 'index' must hold " + std::to_string(p.outer * p.inner) + " elements");
+  if (index->dtype() != DType::Int32) fail(ErrorKind::DType, fn, "index", arg_prefix(fn, "index") + "must be int32");
+  if (index->device() != g->device()) fail(ErrorKind::Device, fn, "index", arg_prefix(fn, "index") + "is on another device than g");
   p.dtype = g->dtype();
   auto st = Storage::allocate(g->device(), static_cast<size_t>(shape_numel(shape)) * dtype_size(p.dtype), fn);
   p.g = g->data();

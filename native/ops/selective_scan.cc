@@ -19,33 +19,6 @@ namespace {
 
 const char* kFwd = "selectiveScan";
 
-// The tensor at info[i], or nullptr when the argument is null/undefined.
-TensorHandle* opt_tensor(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
-  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return arg_tensor(info, i, fn, arg);
-}
-
-bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg) {
-  if (i >= info.Length() || !info[i].IsBoolean())
-    fail(ErrorKind::Argument, fn, arg, std::string(fn) + ": argument '" + arg + "' expected a boolean");
-  return info[i].As<Napi::Boolean>().Value();
-}
-
-void expect_shape(const TensorHandle* t, const std::vector<int64_t>& want, const char* fn, const char* arg) {
-  if (t->shape() != want)
-    fail(ErrorKind::Shape, fn, arg, std::string(fn) + ": argument '" + arg + "' expected shape " + shape_str(want) + " but received " + shape_str(t->shape()));
-}
-
-void expect_dtype(const TensorHandle* t, DType want, const char* fn, const char* arg) {
-  if (t->dtype() != want)
-    fail(ErrorKind::DType, fn, arg, std::string(fn) + ": argument '" + arg + "' expected dtype " + dtype_name(want) + " but received " + dtype_name(t->dtype()));
-}
-
-void expect_device(const TensorHandle* t, Device want, const char* fn, const char* arg) {
-  if (t->device() != want)
-    fail(ErrorKind::Device, fn, arg, std::string(fn) + ": argument '" + arg + "' is on " + device_name(t->device()) + " but u is on " + device_name(want));
-}
-
 // Inputs shared by forward and backward, read from info[0..8]:
 // u, delta (batch, dim, L); A (dim, dstate) f32; B, C (batch, groups, dstate, L) or (dim, dstate);
 // D (dim) f32 | null; z (batch, dim, L) | null; deltaBias (dim) f32 | null; initialState (batch, dim, dstate) f32 | null.

@@ -19,12 +19,10 @@
 namespace mamba {
 namespace {
 
-std::string prefix(const char* fn, const char* arg) { return std::string(fn) + ": argument '" + arg + "' "; }
-
 int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* arg, int64_t lo, int64_t hi) {
   double v = arg_number(info, i, fn, arg);
   if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || v != static_cast<double>(static_cast<int64_t>(v)))
-    fail(ErrorKind::Argument, fn, arg, prefix(fn, arg) + "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    fail(ErrorKind::Argument, fn, arg, arg_prefix(fn, arg) + "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return static_cast<int64_t>(v);
 }
 
@@ -66,13 +64,13 @@ Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
   auto strides = arg_shape(info, 2, fn, "strides");
   int64_t offset = arg_int(info, 3, fn, "offset", 0, x->numel());
   if (strides.size() != shape.size())
-    fail(ErrorKind::Shape, fn, "strides", prefix(fn, "strides") + "must have one entry per dim of " + shape_str(shape));
+    fail(ErrorKind::Shape, fn, "strides", arg_prefix(fn, "strides") + "must have one entry per dim of " + shape_str(shape));
   const int64_t n = shape_numel(shape);
   if (n > 0) {
     int64_t last = offset;
     for (size_t d = 0; d < shape.size(); ++d) last += (shape[d] - 1) * strides[d];
     if (last >= x->numel())
-      fail(ErrorKind::Shape, fn, "strides", prefix(fn, "strides") + "reach element " + std::to_string(last) + " of a tensor of " +
+      fail(ErrorKind::Shape, fn, "strides", arg_prefix(fn, "strides") + "reach element " + std::to_string(last) + " of a tensor of " +
                                                 std::to_string(x->numel()));
   }
   auto p = copy_params(shape, strides, offset, contiguous_strides(shape), 0, x->dtype(), fn);
@@ -87,30 +85,30 @@ Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
 // concat(xs[], axis) -> out: the xs (same rank, dtype and device; equal sizes except along axis) joined along axis.
 Napi::Value Concat(const Napi::CallbackInfo& info) {
   const char* fn = "concat";
-  if (info.Length() < 1 || !info[0].IsArray()) fail(ErrorKind::Argument, fn, "tensors", prefix(fn, "tensors") + "expected an array of tensors");
+  if (info.Length() < 1 || !info[0].IsArray()) fail(ErrorKind::Argument, fn, "tensors", arg_prefix(fn, "tensors") + "expected an array of tensors");
   Napi::Array arr = info[0].As<Napi::Array>();
-  if (arr.Length() == 0) fail(ErrorKind::Argument, fn, "tensors", prefix(fn, "tensors") + "must hold at least one tensor");
+  if (arr.Length() == 0) fail(ErrorKind::Argument, fn, "tensors", arg_prefix(fn, "tensors") + "must hold at least one tensor");
   std::vector<TensorHandle*> xs;
   for (uint32_t k = 0; k < arr.Length(); ++k) {
     Napi::Value v = arr.Get(k);
-    if (!TensorHandle::Is(info.Env(), v)) fail(ErrorKind::Argument, fn, "tensors", prefix(fn, "tensors") + "expected only tensor handles");
+    if (!TensorHandle::Is(info.Env(), v)) fail(ErrorKind::Argument, fn, "tensors", arg_prefix(fn, "tensors") + "expected only tensor handles");
     TensorHandle* t = TensorHandle::Unwrap(v.As<Napi::Object>());
-    if (t->disposed()) fail(ErrorKind::Disposed, fn, "tensors", prefix(fn, "tensors") + "holds a disposed tensor");
+    if (t->disposed()) fail(ErrorKind::Disposed, fn, "tensors", arg_prefix(fn, "tensors") + "holds a disposed tensor");
     xs.push_back(t);
   }
   const TensorHandle* x0 = xs[0];
   const int64_t rank = static_cast<int64_t>(x0->shape().size());
-  if (rank == 0) fail(ErrorKind::Shape, fn, "tensors", prefix(fn, "tensors") + "cannot join 0-d tensors");
+  if (rank == 0) fail(ErrorKind::Shape, fn, "tensors", arg_prefix(fn, "tensors") + "cannot join 0-d tensors");
   const int axis = arg_axis(info, 1, fn, rank);
   std::vector<int64_t> shape = x0->shape();
   shape[axis] = 0;
   for (const TensorHandle* t : xs) {
-    if (t->dtype() != x0->dtype()) fail(ErrorKind::DType, fn, "tensors", prefix(fn, "tensors") + "mixes dtypes");
-    if (t->device() != x0->device()) fail(ErrorKind::Device, fn, "tensors", prefix(fn, "tensors") + "mixes devices");
+    if (t->dtype() != x0->dtype()) fail(ErrorKind::DType, fn, "tensors", arg_prefix(fn, "tensors") + "mixes dtypes");
+    if (t->device() != x0->device()) fail(ErrorKind::Device, fn, "tensors", arg_prefix(fn, "tensors") + "mixes devices");
     bool ok = t->shape().size() == x0->shape().size();
     for (int64_t d = 0; ok && d < rank; ++d) ok = d == axis || t->shape()[d] == x0->shape()[d];
     if (!ok)
-      fail(ErrorKind::Shape, fn, "tensors", prefix(fn, "tensors") + "has shapes " + shape_str(x0->shape()) + " and " + shape_str(t->shape()) +
+      fail(ErrorKind::Shape, fn, "tensors", arg_prefix(fn, "tensors") + "has shapes " + shape_str(x0->shape()) + " and " + shape_str(t->shape()) +
                                                 " that differ outside axis " + std::to_string(axis));
     shape[axis] += t->shape()[axis];
   }
@@ -135,10 +133,10 @@ Napi::Value SliceScatter(const Napi::CallbackInfo& info) {
   auto shape = arg_shape(info, 1, fn, "shape");
   auto starts = arg_shape(info, 2, fn, "starts");
   if (shape.size() != src->shape().size() || starts.size() != shape.size())
-    fail(ErrorKind::Shape, fn, "shape", prefix(fn, "shape") + "and 'starts' must have the rank of src " + shape_str(src->shape()));
+    fail(ErrorKind::Shape, fn, "shape", arg_prefix(fn, "shape") + "and 'starts' must have the rank of src " + shape_str(src->shape()));
   for (size_t d = 0; d < shape.size(); ++d)
     if (starts[d] + src->shape()[d] > shape[d])
-      fail(ErrorKind::Shape, fn, "starts", prefix(fn, "starts") + shape_str(starts) + " put src " + shape_str(src->shape()) + " outside " + shape_str(shape));
+      fail(ErrorKind::Shape, fn, "starts", arg_prefix(fn, "starts") + shape_str(starts) + " put src " + shape_str(src->shape()) + " outside " + shape_str(shape));
   std::shared_ptr<Storage> st;
   Napi::Object out = allocate(info.Env(), src->device(), shape, src->dtype(), fn, st);
   const auto dst_strides = contiguous_strides(shape);
@@ -163,10 +161,10 @@ Napi::Value SliceScatter(const Napi::CallbackInfo& info) {
 
 // Shared checks of indexSelect / indexAdd: index is a 1-d int32 tensor on x's device, all in [0, rows).
 IndexParams index_params(TensorHandle* x, int axis, TensorHandle* index, int64_t rows, const char* fn) {
-  if (index->dtype() != DType::Int32) fail(ErrorKind::DType, fn, "index", prefix(fn, "index") + "expected dtype int32 but received " + dtype_name(index->dtype()));
-  if (index->shape().size() != 1) fail(ErrorKind::Shape, fn, "index", prefix(fn, "index") + "expected a 1-d tensor but received shape " + shape_str(index->shape()));
+  if (index->dtype() != DType::Int32) fail(ErrorKind::DType, fn, "index", arg_prefix(fn, "index") + "expected dtype int32 but received " + dtype_name(index->dtype()));
+  if (index->shape().size() != 1) fail(ErrorKind::Shape, fn, "index", arg_prefix(fn, "index") + "expected a 1-d tensor but received shape " + shape_str(index->shape()));
   if (index->device() != x->device())
-    fail(ErrorKind::Device, fn, "index", prefix(fn, "index") + "is on " + device_name(index->device()) + " but x is on " + device_name(x->device()));
+    fail(ErrorKind::Device, fn, "index", arg_prefix(fn, "index") + "is on " + device_name(index->device()) + " but x is on " + device_name(x->device()));
   IndexParams p;
   p.outer = 1;
   for (int d = 0; d < axis; ++d) p.outer *= x->shape()[d];
@@ -190,7 +188,7 @@ IndexParams index_params(TensorHandle* x, int axis, TensorHandle* index, int64_t
     int32_t v = 0;
     if (index->device() == Device::CPU) v = p.index[bad];
     else cuda::copy_d2h(&v, p.index + bad, sizeof(v));
-    fail(ErrorKind::Argument, fn, "index", prefix(fn, "index") + "holds " + std::to_string(v) + " at position " + std::to_string(bad) +
+    fail(ErrorKind::Argument, fn, "index", arg_prefix(fn, "index") + "holds " + std::to_string(v) + " at position " + std::to_string(bad) +
                                               ", outside [0, " + std::to_string(rows) + ")");
   }
   return p;
@@ -201,7 +199,7 @@ Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
   const char* fn = "indexSelect";
   TensorHandle* x = arg_tensor(info, 0, fn, "x");
   const int64_t rank = static_cast<int64_t>(x->shape().size());
-  if (rank == 0) fail(ErrorKind::Shape, fn, "x", prefix(fn, "x") + "must have at least one dim");
+  if (rank == 0) fail(ErrorKind::Shape, fn, "x", arg_prefix(fn, "x") + "must have at least one dim");
   const int axis = arg_axis(info, 1, fn, rank);
   TensorHandle* index = arg_tensor(info, 2, fn, "index");
   IndexParams p = index_params(x, axis, index, x->shape()[axis], fn);
@@ -229,13 +227,13 @@ Napi::Value IndexAdd(const Napi::CallbackInfo& info) {
   const char* fn = "indexAdd";
   TensorHandle* src = arg_tensor(info, 0, fn, "src");
   const int64_t rank = static_cast<int64_t>(src->shape().size());
-  if (rank == 0) fail(ErrorKind::Shape, fn, "src", prefix(fn, "src") + "must have at least one dim");
-  if (!is_floating(src->dtype())) fail(ErrorKind::DType, fn, "src", prefix(fn, "src") + "must be float32, float16 or bfloat16");
+  if (rank == 0) fail(ErrorKind::Shape, fn, "src", arg_prefix(fn, "src") + "must have at least one dim");
+  if (!is_floating(src->dtype())) fail(ErrorKind::DType, fn, "src", arg_prefix(fn, "src") + "must be float32, float16 or bfloat16");
   const int axis = arg_axis(info, 1, fn, rank);
   TensorHandle* index = arg_tensor(info, 2, fn, "index");
   const int64_t size = arg_int(info, 3, fn, "size", 0, INT32_MAX);
   if (index->numel() != src->shape()[axis])
-    fail(ErrorKind::Shape, fn, "index", prefix(fn, "index") + "has " + std::to_string(index->numel()) + " entries but src has " +
+    fail(ErrorKind::Shape, fn, "index", arg_prefix(fn, "index") + "has " + std::to_string(index->numel()) + " entries but src has " +
                                            std::to_string(src->shape()[axis]) + " along axis " + std::to_string(axis));
   IndexParams p = index_params(src, axis, index, size, fn);
   std::vector<int64_t> shape = src->shape();
