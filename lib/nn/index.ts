@@ -26,3 +26,5 @@ export {
   parameterSeed,
 } from './mamba';
 export type { MambaConfig, MambaConfigInput, MambaInitOptions, MambaForwardOptions, MambaBlockOutput } from './mamba';
+export { loadPretrained, savePretrained, toHfConfig } from './pretrained';
+export type { FromPretrainedOptions, SavePretrainedOptions } from './pretrained';

@@ -28,6 +28,7 @@ import { Tensor } from '../tensor';
 import { castRecorded, checkpoint, reshapeRecorded } from './functional';
 import { Conv1d, Embedding, Linear, RMSNorm, parameter } from './layers';
 import { Module, StateDict, LoadStateDictOptions, LoadStateDictResult } from './module';
+import { FromPretrainedOptions, SavePretrainedOptions, loadPretrained, savePretrained } from './pretrained';
 
 /** A resolved Mamba configuration (camelCase; `parseMambaConfig` reads config.json files). */
 export interface MambaConfig {
@@ -147,7 +148,9 @@ export function mambaConfig(input: MambaConfigInput): MambaConfig {
  * A configuration from a parsed config.json: transformers' MambaConfig (hidden_size, num_hidden_layers,
  * state_size, conv_kernel, time_step_rank, use_bias, ...) or mamba_ssm's (d_model, n_layer, ssm_cfg, ...).
  * As in transformers, an HF config's vocab_size is the embedding size as is (its checkpoints store it
- * padded); a mamba_ssm vocab_size is padded to pad_vocab_size_multiple as mamba_ssm does.
+ * padded); a mamba_ssm vocab_size is padded to pad_vocab_size_multiple as mamba_ssm does. Fields an HF
+ * config leaves out take transformers' MambaConfig defaults, which differ from mamba_ssm's in three places:
+ * use_bias true, initializer_range 0.1, rescale_prenorm_residual false.
  *
  * @example
  * ```ts
@@ -174,7 +177,7 @@ export function parseMambaConfig(json: unknown): MambaConfig {
       dConv: opt(j.conv_kernel),
       expand,
       dtRank: rank === 'auto' || rank === undefined || rank === null ? undefined : (rank as number),
-      bias: opt(j.use_bias),
+      bias: opt(j.use_bias) ?? true,
       convBias: opt(j.use_conv_bias),
       normEps: opt(j.layer_norm_epsilon),
       residualInFp32: opt(j.residual_in_fp32),
@@ -184,8 +187,8 @@ export function parseMambaConfig(json: unknown): MambaConfig {
       dtInitFloor: opt(j.time_step_floor),
       dtInit: opt(j.time_step_init_scheme),
       dtScale: opt(j.time_step_scale),
-      initializerRange: opt(j.initializer_range),
-      rescalePrenormResidual: opt(j.rescale_prenorm_residual),
+      initializerRange: opt(j.initializer_range) ?? 0.1,
+      rescalePrenormResidual: opt(j.rescale_prenorm_residual) ?? false,
     });
   }
   if ('d_model' in j) {
@@ -497,6 +500,32 @@ export class MambaLM extends Module {
       const hidden = this.backbone.forward(ids, settings);
       return linear(hidden, castRecorded(this.lm_head.weight, dtype));
     });
+  }
+
+  /**
+   * Loads a Hugging Face `MambaForCausalLM` directory (config.json + model.safetensors or sharded with
+   * model.safetensors.index.json) or a mamba_ssm-style one; see lib/nn/pretrained.ts and docs/model.md.
+   *
+   * @example
+   * ```ts
+   * const model = await MambaLM.fromPretrained('mamba-130m-hf', { device: 'cuda', dtype: 'bfloat16' });
+   * ```
+   */
+  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<MambaLM> {
+    return loadPretrained(dir, options);
+  }
+
+  /**
+   * Writes the model as a transformers `MambaForCausalLM` directory (config.json, model.safetensors or
+   * shards + index past `shardSize` bytes), atomically, without a tied lm_head.weight.
+   *
+   * @example
+   * ```ts
+   * await model.save('out/my-mamba');   // MambaForCausalLM.from_pretrained('out/my-mamba') reads it
+   * ```
+   */
+  save(dir: string, options: SavePretrainedOptions = {}): Promise<void> {
+    return savePretrained(this, dir, options);
   }
 
   /**
