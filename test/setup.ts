@@ -47,6 +47,21 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** The multi-index of flat (row-major) index `i` in `shape`. */
+export function unravel(i: number, shape: readonly number[]): number[] {
+  const idx = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx[d] = i % shape[d];
+    i = Math.floor(i / shape[d]);
+  }
+  return idx;
+}
+
+/** The flat (row-major) index of multi-index `idx` in `shape`. */
+export function ravel(idx: readonly number[], shape: readonly number[]): number {
+  return idx.reduce((o, v, d) => o * shape[d] + v, 0);
+}
+
 /** Runs `call` and asserts it throws `cls` naming `fn` (when given) and `arg`. */
 export function expectTypedError(call: () => unknown, cls: new (...args: never[]) => Error, fn: string | undefined, arg: string | undefined): void {
   let caught: unknown;

@@ -4,7 +4,7 @@
 // hand-derived references; bad input (typed errors naming the function and argument); and on CUDA every
 // kernel path (warp rows, block rows, split rows, column tiles) against the CPU.
 import { ArgumentError, DType, DTypeError, DisposedError, ShapeError, Tensor, ops, tensor, tidy } from '../../lib';
-import { describeCuda, expectClose, expectEqualArrays, rng } from '../setup';
+import { describeCuda, expectClose, expectEqualArrays, ravel, rng, unravel } from '../setup';
 
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
 // rtol = atol per dtype: float32 math, one rounding of the result to the dtype.
@@ -21,19 +21,6 @@ function make(shape: number[], dtype: DType = 'float32', seed = 1, device: 'cpu'
     { dtype, device },
   );
   return { t, v: Array.from(t.dataSync()) };
-}
-
-function unravel(i: number, shape: readonly number[]): number[] {
-  const idx = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx[d] = i % shape[d];
-    i = Math.floor(i / shape[d]);
-  }
-  return idx;
-}
-
-function ravel(idx: readonly number[], shape: readonly number[]): number {
-  return idx.reduce((o, v, d) => o * shape[d] + v, 0);
 }
 
 const norm = (axes: number[], rank: number) => [...new Set(axes.map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);

@@ -4,7 +4,7 @@
 // hand-derived references; bad input (typed errors naming the function and argument); and on CUDA the
 // same ops against the CPU.
 import { DType, DTypeError, DeviceError, ArgumentError, ShapeError, Tensor, ops, tensor, tidy } from '../../lib';
-import { describeCuda, expectEqualArrays, rng } from '../setup';
+import { describeCuda, expectEqualArrays, ravel, rng, unravel } from '../setup';
 
 const DTYPES: DType[] = ['float32', 'float16', 'bfloat16', 'int32'];
 
@@ -20,19 +20,6 @@ function values(n: number, dtype: DType, seed: number): Float32Array {
 function make(shape: number[], dtype: DType = 'float32', seed = 1, device: 'cpu' | 'cuda' = 'cpu'): { t: Tensor; v: number[] } {
   const t = tensor(values(size(shape), dtype, seed), shape, { dtype, device });
   return { t, v: Array.from(t.dataSync()) };
-}
-
-function unravel(i: number, shape: readonly number[]): number[] {
-  const idx = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx[d] = i % shape[d];
-    i = Math.floor(i / shape[d]);
-  }
-  return idx;
-}
-
-function ravel(idx: readonly number[], shape: readonly number[]): number {
-  return idx.reduce((o, v, d) => o * shape[d] + v, 0);
 }
 
 // ---- references ----
