@@ -6,6 +6,8 @@
 // only queued; the JS thread drains the queue at its next allocation, so a finalizer never makes a
 // CUDA call. When cudaMalloc fails, the cache is returned to the driver and the call retried once,
 // then OutOfMemory is thrown; the failed cudaMalloc leaves no sticky error, so the next call works.
+// Peaks of allocated and reserved bytes are kept as torch.cuda.max_memory_allocated / max_memory_reserved
+// do; reset_peak_stats() sets them back to the current values.
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +25,7 @@ struct Allocator {
   std::unordered_map<void*, size_t> in_use;               // block -> class size
   std::vector<void*> pending;                             // queued by finalizers
   size_t allocated = 0, reserved = 0, device_allocs = 0;
+  size_t peak_allocated = 0, peak_reserved = 0;
 };
 
 Allocator& A() {
@@ -76,6 +79,7 @@ void* alloc(size_t bytes, const char* fn) {
     it->second.pop_back();
     a.in_use[p] = cls;
     a.allocated += cls;
+    if (a.allocated > a.peak_allocated) a.peak_allocated = a.allocated;
     return p;
   }
   stream();  // fails with DeviceError when there is no device
@@ -104,6 +108,8 @@ void* alloc(size_t bytes, const char* fn) {
   ++a.device_allocs;
   a.reserved += cls;
   a.allocated += cls;
+  if (a.allocated > a.peak_allocated) a.peak_allocated = a.allocated;
+  if (a.reserved > a.peak_reserved) a.peak_reserved = a.reserved;
   a.in_use[p] = cls;
   return p;
 }
@@ -131,7 +137,17 @@ AllocatorStats allocator_stats() {
   s.reserved_bytes = a.reserved;
   s.num_device_allocs = a.device_allocs;
   s.num_pending_frees = a.pending.size();
+  s.peak_allocated_bytes = a.peak_allocated;
+  s.peak_reserved_bytes = a.peak_reserved;
   return s;
+}
+
+void reset_peak_stats() {
+  Allocator& a = A();
+  std::lock_guard<std::mutex> lock(a.mu);
+  drain_pending_locked(a);  // blocks the GC already let go of do not count as current
+  a.peak_allocated = a.allocated;
+  a.peak_reserved = a.reserved;
 }
 
 void empty_cache() {

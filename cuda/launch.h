@@ -43,8 +43,11 @@ struct AllocatorStats {
   size_t reserved_bytes = 0;   // allocated + cached, i.e. what cudaMalloc holds
   size_t num_device_allocs = 0;  // cudaMalloc calls so far
   size_t num_pending_frees = 0;
+  size_t peak_allocated_bytes = 0;  // highest allocated_bytes since start or the last reset_peak_stats()
+  size_t peak_reserved_bytes = 0;   // highest reserved_bytes since then
 };
 AllocatorStats allocator_stats();
+void reset_peak_stats();  // peaks := current allocated / reserved bytes (after draining queued frees)
 void empty_cache();  // synchronizes, then returns every cached block to the driver
 void release_all_at_exit();  // addon teardown: frees what the cache holds, tolerating a driver that is shutting down
 

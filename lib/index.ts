@@ -16,7 +16,7 @@ export type { DType, DTypeLike, Device, DeviceLike, DataFor } from './dtype';
 export { dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './creation';
 export type { CreateOptions, RandomOptions, TensorData, NestedArray, Resolved } from './creation';
-export { tidy, keep, dispose, memory, emptyCache } from './memory';
+export { tidy, keep, dispose, memory, emptyCache, resetPeakMemory } from './memory';
 export type { MemoryInfo } from './memory';
 export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize, cudaTime } from './device';
 export type { DeviceInfo } from './device';

@@ -1,13 +1,17 @@
 /**
  * Explicit memory management: `tidy()` disposes the tensors a function creates (except what it
  * returns), `keep()` exempts a tensor, `dispose()` frees tensors in any container, `memory()`
- * reports live tensors and bytes per device (what the leak tests check), `emptyCache()` returns
- * the CUDA allocator's cached blocks to the driver.
+ * reports live tensors and bytes per device (what the leak tests check) and the CUDA allocator's
+ * current and peak bytes, `resetPeakMemory()` restarts the peaks, `emptyCache()` returns the CUDA
+ * allocator's cached blocks to the driver.
  *
  * @example
  * ```ts
  * const y = tidy(() => randn([4]).cast('bfloat16'));  // the float32 intermediate is disposed
  * console.log(memory().numTensors);
+ * resetPeakMemory();
+ * trainStep();
+ * console.log(memory().cuda.peakAllocatedBytes / 1e9, 'GB at most during the step');
  * ```
  */
 import { ArgumentError } from './errors';
@@ -31,9 +35,25 @@ export interface MemoryInfo {
     reservedBytes: number;
     /** cudaMalloc calls so far. */
     deviceAllocs: number;
+    /**
+     * The highest `allocatedBytes` since the process started or the last `resetPeakMemory()`
+     * (torch.cuda.max_memory_allocated). 0 without CUDA.
+     */
+    peakAllocatedBytes: number;
+    /** The highest `reservedBytes` since then (torch.cuda.max_memory_reserved). 0 without CUDA. */
+    peakReservedBytes: number;
   };
 }
 
+/**
+ * Live tensors and bytes per device, and the CUDA caching allocator's allocated, reserved and peak bytes.
+ *
+ * @example
+ * ```ts
+ * const { cuda } = memory();
+ * console.log(cuda.allocatedBytes, cuda.reservedBytes, cuda.peakAllocatedBytes);
+ * ```
+ */
 export function memory(): MemoryInfo {
   const m = native().memory();
   return { numTensors: m.cpu.tensors + m.cuda.tensors, numBytes: m.cpu.bytes + m.cuda.bytes, cpu: m.cpu, cuda: m.cuda };
@@ -91,4 +111,22 @@ export function dispose(value: unknown): void {
 /** Returns the CUDA allocator's cached (unused) blocks to the driver. No-op without CUDA. */
 export function emptyCache(): void {
   native().emptyCache();
+}
+
+/**
+ * Sets `memory().cuda.peakAllocatedBytes` and `peakReservedBytes` to the current allocated and reserved
+ * bytes, so the next reading gives the peak of what runs in between (torch.cuda.reset_peak_memory_stats).
+ * Memory held by tensors the garbage collector has already released is not counted as current. No-op
+ * without CUDA (the peaks stay 0).
+ *
+ * @example
+ * ```ts
+ * resetPeakMemory();
+ * const loss = crossEntropy(model.forward(ids, { dtype: 'bfloat16' }), targets);
+ * loss.backward();
+ * console.log(`${(memory().cuda.peakAllocatedBytes / 1e9).toFixed(2)} GB peak`);
+ * ```
+ */
+export function resetPeakMemory(): void {
+  native().resetPeakMemory();
 }

@@ -26,7 +26,15 @@ export interface NativeDeviceInfo {
 
 export interface NativeMemory {
   cpu: { tensors: number; bytes: number };
-  cuda: { tensors: number; bytes: number; allocatedBytes: number; reservedBytes: number; deviceAllocs: number };
+  cuda: {
+    tensors: number;
+    bytes: number;
+    allocatedBytes: number;
+    reservedBytes: number;
+    deviceAllocs: number;
+    peakAllocatedBytes: number;
+    peakReservedBytes: number;
+  };
 }
 
 /** u, delta, A, B, C, D, z, deltaBias, initialState (the last four optional). */
@@ -131,6 +139,7 @@ export interface NativeBinding {
   devices(): NativeDeviceInfo[];
   memory(): NativeMemory;
   emptyCache(): void;
+  resetPeakMemory(): void;
   synchronize(): void;
   cudaTime(fn: () => void, iterations: number): number[];
 }

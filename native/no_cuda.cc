@@ -23,6 +23,7 @@ void* alloc(size_t, const char* fn) { no_cuda_error(fn); }
 void free(void*) {}
 void free_deferred(void*) {}
 AllocatorStats allocator_stats() { return AllocatorStats{}; }
+void reset_peak_stats() {}
 void empty_cache() {}
 void release_all_at_exit() {}
 void copy_h2d(void*, const void*, size_t) { no_cuda_error("to"); }

@@ -1,6 +1,7 @@
-// tidy / keep / dispose / memory(), and the GC backstop for tensors nobody disposed.
-import { Tensor, dispose, keep, memory, ones, tensor, tidy, zeros } from '../lib';
-import { collectGarbage } from './setup';
+// tidy / keep / dispose / memory(), the allocator's peak statistics (resetPeakMemory), and the GC backstop
+// for tensors nobody disposed.
+import { Tensor, dispose, emptyCache, keep, memory, ones, resetPeakMemory, tensor, tidy, zeros } from '../lib';
+import { collectGarbage, describeCuda, describeNoCuda } from './setup';
 
 test('memory() counts live tensors and bytes per device; shared storage counts once', () => {
   const before = memory();
@@ -81,4 +82,76 @@ test('the GC backstop releases tensors that were never disposed', async () => {
   const after = memory();
   expect(after.numTensors).toBe(before.numTensors);
   expect(after.numBytes).toBe(before.numBytes);
+});
+
+test('memory().cuda reports peak allocated and reserved bytes; resetPeakMemory() brings them to the current ones', () => {
+  const m = memory();
+  for (const k of ['allocatedBytes', 'reservedBytes', 'peakAllocatedBytes', 'peakReservedBytes'] as const) expect(typeof m.cuda[k]).toBe('number');
+  expect(m.cuda.peakAllocatedBytes).toBeGreaterThanOrEqual(m.cuda.allocatedBytes);
+  expect(m.cuda.peakReservedBytes).toBeGreaterThanOrEqual(m.cuda.reservedBytes);
+  expect(resetPeakMemory()).toBeUndefined();
+  const r = memory();
+  expect(r.cuda.peakAllocatedBytes).toBe(r.cuda.allocatedBytes);
+  expect(r.cuda.peakReservedBytes).toBe(r.cuda.reservedBytes);
+});
+
+describeNoCuda('peak memory without a CUDA device', () => {
+  test('the peaks are 0, CPU tensors do not count, and a reset is a no-op', () => {
+    const t = zeros([1 << 16]);
+    expect(memory().cuda.peakAllocatedBytes).toBe(0);
+    expect(memory().cuda.peakReservedBytes).toBe(0);
+    resetPeakMemory();
+    expect(memory().cuda.peakAllocatedBytes).toBe(0);
+    expect(memory().cuda.peakReservedBytes).toBe(0);
+    t.dispose();
+  });
+});
+
+describeCuda('peak memory on CUDA', () => {
+  const bytes = 64 << 20; // 2^24 float32; a size class of its own (a power of two)
+
+  test('the peaks rise with an allocation, stay after dispose and emptyCache, and reset to the current bytes', async () => {
+    await collectGarbage();
+    emptyCache();
+    resetPeakMemory();
+    const base = memory().cuda;
+    expect(base.peakAllocatedBytes).toBe(base.allocatedBytes);
+    expect(base.peakReservedBytes).toBe(base.reservedBytes);
+
+    const t = zeros([bytes / 4], { device: 'cuda' });
+    const during = memory().cuda;
+    expect(during.allocatedBytes - base.allocatedBytes).toBe(bytes);
+    expect(during.reservedBytes - base.reservedBytes).toBe(bytes); // the cache was empty: a new cudaMalloc
+    expect(during.peakAllocatedBytes).toBe(during.allocatedBytes);
+    expect(during.peakReservedBytes).toBe(during.reservedBytes);
+
+    t.dispose();
+    const after = memory().cuda;
+    expect(after.allocatedBytes).toBe(base.allocatedBytes);
+    expect(after.reservedBytes).toBe(during.reservedBytes); // cached, still held from the driver
+    expect(after.peakAllocatedBytes).toBe(during.peakAllocatedBytes);
+    expect(after.peakReservedBytes).toBe(during.peakReservedBytes);
+
+    emptyCache();
+    const emptied = memory().cuda;
+    expect(emptied.reservedBytes).toBe(base.reservedBytes);
+    expect(emptied.peakReservedBytes).toBe(during.peakReservedBytes);
+
+    resetPeakMemory();
+    const reset = memory().cuda;
+    expect(reset.peakAllocatedBytes).toBe(reset.allocatedBytes);
+    expect(reset.peakReservedBytes).toBe(reset.reservedBytes);
+    expect(reset.peakAllocatedBytes).toBeLessThan(during.peakAllocatedBytes);
+  });
+
+  test('the peak is the high-water mark of the tensors alive together, not the sum of all allocations', () => {
+    resetPeakMemory();
+    const base = memory().cuda.allocatedBytes;
+    for (let i = 0; i < 4; i++) zeros([bytes / 4], { device: 'cuda' }).dispose(); // one block reused four times
+    const a = zeros([bytes / 4], { device: 'cuda' });
+    const b = zeros([bytes / 4], { device: 'cuda' });
+    a.dispose();
+    b.dispose();
+    expect(memory().cuda.peakAllocatedBytes - base).toBe(2 * bytes);
+  });
 });

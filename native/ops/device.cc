@@ -29,7 +29,8 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// memory() -> { cpu: { tensors, bytes }, cuda: { tensors, bytes, allocatedBytes, reservedBytes, deviceAllocs } }
+// memory() -> { cpu: { tensors, bytes }, cuda: { tensors, bytes, allocatedBytes, reservedBytes, deviceAllocs,
+//                                         peakAllocatedBytes, peakReservedBytes } }
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const LiveCounts& c = live_counts();
@@ -43,6 +44,8 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   gpu.Set("allocatedBytes", static_cast<double>(s.allocated_bytes));
   gpu.Set("reservedBytes", static_cast<double>(s.reserved_bytes));
   gpu.Set("deviceAllocs", static_cast<double>(s.num_device_allocs));
+  gpu.Set("peakAllocatedBytes", static_cast<double>(s.peak_allocated_bytes));
+  gpu.Set("peakReservedBytes", static_cast<double>(s.peak_reserved_bytes));
   Napi::Object out = Napi::Object::New(env);
   out.Set("cpu", cpu);
   out.Set("cuda", gpu);
@@ -51,6 +54,12 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   cuda::empty_cache();
+  return info.Env().Undefined();
+}
+
+// resetPeakMemory(): the allocator's peak allocated / reserved bytes become the current ones.
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+  cuda::reset_peak_stats();
   return info.Env().Undefined();
 }
 
@@ -81,6 +90,7 @@ void InitDevice(Napi::Env env, Napi::Object exports) {
   export_fn<Devices>(env, exports, "devices");
   export_fn<Memory>(env, exports, "memory");
   export_fn<EmptyCache>(env, exports, "emptyCache");
+  export_fn<ResetPeakMemory>(env, exports, "resetPeakMemory");
   export_fn<Synchronize>(env, exports, "synchronize");
   export_fn<CudaTime>(env, exports, "cudaTime");
 }
