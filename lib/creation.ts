@@ -213,6 +213,40 @@ export function manualSeed(seed: number | bigint): void {
   generatorState = checkSeed(seed, 'manualSeed');
 }
 
+/**
+ * The state of the global generator (an unsigned 64-bit integer), to be given back to `setRngState`
+ * later: the Trainer saves it in checkpoints so a resumed run draws the same unseeded random numbers
+ * as an uninterrupted one.
+ *
+ * @example
+ * ```ts
+ * const s = rngState();
+ * const a = randn([4]);
+ * setRngState(s);
+ * const b = randn([4]);           // the same values as a
+ * ```
+ */
+export function rngState(): bigint {
+  return generatorState;
+}
+
+/**
+ * Restores the global generator to a state returned by `rngState` (any bigint in [0, 2^64)).
+ * Throws an ArgumentError naming `setRngState` and `state` for anything else; numbers are refused too,
+ * since a state above 2^53 cannot round-trip through one.
+ *
+ * @example
+ * ```ts
+ * setRngState(BigInt(savedStateString));
+ * ```
+ */
+export function setRngState(state: bigint): void {
+  const fn = 'setRngState';
+  if (typeof state !== 'bigint' || state < 0n || state > MASK64)
+    throw new ArgumentError(`${fn}: expected a bigint in [0, 2^64) for argument 'state' but received ${describeValue(state)}`, { fn, arg: 'state' });
+  generatorState = state;
+}
+
 /** The next seed of the global generator (SplitMix64). */
 function nextSeed(): bigint {
   generatorState = (generatorState + 0x9e3779b97f4a7c15n) & MASK64;

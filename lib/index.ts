@@ -14,7 +14,7 @@ export { noGrad, enableGrad, isGradEnabled, backward, defineFunction, gradcheck 
 export type { BackwardOptions, FunctionContext, FunctionDefinition, GradcheckOptions, GradcheckResult } from './autograd';
 export type { DType, DTypeLike, Device, DeviceLike, DataFor } from './dtype';
 export { dtypeSize } from './dtype';
-export { tensor, zeros, ones, full, arange, rand, randn, manualSeed } from './creation';
+export { tensor, zeros, ones, full, arange, rand, randn, manualSeed, rngState, setRngState } from './creation';
 export type { CreateOptions, RandomOptions, TensorData, NestedArray, Resolved } from './creation';
 export { tidy, keep, dispose, memory, emptyCache, resetPeakMemory } from './memory';
 export type { MemoryInfo } from './memory';

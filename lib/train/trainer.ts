@@ -5,9 +5,10 @@
  * rate for the next step from the schedule. A non-finite loss or gradient norm skips the step (parameters
  * and optimizer state untouched, the micro-batches still consumed so the data order does not shift);
  * `maxNonFinite` skips in a row stop training with a TrainingError and write no checkpoint. Checkpoints
- * (model state, optimizer moments and step counts, trainer step, data position) are written atomically and
- * `resume()` restores them exactly: on the CPU, N steps straight and N/2 + restart + N/2 give bitwise the
- * same losses and parameters. `data(position)` must yield the same batches from a given micro-batch
+ * (model state, optimizer moments and step counts, trainer step, data position, the state of the global
+ * generator behind unseeded `rand`/`randn`) are written atomically and `resume()` restores them exactly: on
+ * the CPU, N steps straight and N/2 + restart + N/2 give bitwise the same losses and parameters, also when
+ * the loss draws unseeded random numbers. `data(position)` must yield the same batches from a given micro-batch
  * position each time it is called (seed by position, as `SelectiveCopying` does).
  *
  * @example
@@ -28,7 +29,7 @@ import * as path from 'node:path';
 
 import { noGrad } from '../autograd/grad_mode';
 import type { Node } from '../autograd/node';
-import { tensor } from '../creation';
+import { rngState, setRngState, tensor } from '../creation';
 import { describeValue } from '../dtype';
 import type { DType } from '../dtype';
 import { ArgumentError, TrainingError } from '../errors';
@@ -145,6 +146,8 @@ interface TrainerState {
   step: number;
   dataPosition: number;
   nonFiniteRun: number;
+  /** The global generator of unseeded `rand`/`randn` (lib/creation.ts), as a decimal string (JSON has no 64-bit integers). */
+  rngState?: string;
   modelDTypes: Record<string, DType>;
   optimizer: Omit<AdamWStateDict, 'state'> & { state: ({ step: number; shape: number[] } | null)[] };
 }
@@ -270,15 +273,22 @@ export class Trainer<M extends TrainableModel, B> {
     return { step: this.step_, stopReason, losses, lastEval };
   }
 
-  /** Runs `evalFn` in eval mode with grad off, reports it through onEval and returns its metrics. */
+  /**
+   * Runs `evalFn` in eval mode with grad off, reports it through onEval and returns its metrics. The global
+   * random generator is put back afterwards, so evaluations never shift the random numbers training draws.
+   */
   async evaluate(): Promise<Record<string, number>> {
     const { model, evalFn, callbacks = {} } = this.o;
     if (!evalFn) throw new ArgumentError('Trainer.evaluate: no evalFn was given', { fn: 'Trainer.evaluate', arg: 'evalFn' });
     model.eval();
+    // Random numbers drawn by an evaluation do not advance the generator training draws from, so when
+    // evaluations happen (an extra one at the end of a fit that is later resumed) does not change training.
+    const rng = rngState();
     let metrics: Record<string, number>;
     try {
       metrics = await noGrad(() => evalFn(model));
     } finally {
+      setRngState(rng);
       model.train();
     }
     await callbacks.onEval?.({ step: this.step_, metrics });
@@ -286,7 +296,8 @@ export class Trainer<M extends TrainableModel, B> {
   }
 
   /**
-   * Writes the checkpoint now (model state, optimizer state, step and data position) to
+   * Writes the checkpoint now (model state, optimizer state, step, data position and the global random
+   * generator's state) to
    * `checkpointDir/checkpoint.safetensors`, atomically. Refuses (TrainingError) when any value is
    * non-finite, so a diverged run never replaces a good checkpoint. Returns the path.
    */
@@ -320,6 +331,7 @@ export class Trainer<M extends TrainableModel, B> {
       step: this.step_,
       dataPosition: this.dataPosition,
       nonFiniteRun: this.nonFiniteRun,
+      rngState: rngState().toString(),
       modelDTypes,
       optimizer: { ...opt, state: opt.state.map((s) => (s ? { step: s.step, shape: s.shape } : null)) },
     };
@@ -328,7 +340,8 @@ export class Trainer<M extends TrainableModel, B> {
   }
 
   /**
-   * Restores the checkpoint at `file` (default: the one in `checkpointDir`). Returns false when no file is
+   * Restores the checkpoint at `file` (default: the one in `checkpointDir`), including the global random
+   * generator (process-wide, as `manualSeed` sets it). Returns false when no file is
    * given and `checkpointDir` holds none; throws a TrainingError for a checkpoint that does not fit the model.
    */
   resume(file?: string): boolean {
@@ -340,6 +353,13 @@ export class Trainer<M extends TrainableModel, B> {
     const state = raw as TrainerState;
     if (!state || !Number.isSafeInteger(state.step) || !Number.isSafeInteger(state.dataPosition) || !state.optimizer || !state.modelDTypes)
       throw new TrainingError(`${fn}: ${target} holds no trainer state`, { fn, arg: 'file' });
+    // Checked before anything is loaded; checkpoints written before the state was saved have none.
+    let rng: bigint | undefined;
+    if (state.rngState !== undefined) {
+      if (typeof state.rngState !== 'string' || !/^[0-9]{1,20}$/.test(state.rngState) || BigInt(state.rngState) >= 1n << 64n)
+        throw new TrainingError(`${fn}: ${target} holds an invalid random generator state ${describeValue(state.rngState)}`, { fn, arg: 'file' });
+      rng = BigInt(state.rngState);
+    }
     const { model, optimizer } = this.o;
 
     const current = new Map(entriesOf(model.stateDict()));
@@ -390,6 +410,7 @@ export class Trainer<M extends TrainableModel, B> {
     this.step_ = state.step;
     this.dataPosition = state.dataPosition;
     this.nonFiniteRun = state.nonFiniteRun ?? 0;
+    if (rng !== undefined) setRngState(rng);
     this.iterator = null;
     return true;
   }

@@ -2,12 +2,13 @@
 // straight == N/2 + restart + N/2, losses and parameters bitwise, with accumulation, clipping, a schedule
 // and weight-decay groups); a non-finite loss skips the step leaving parameters and optimizer state as they
 // were; repeated ones stop with a TrainingError and no non-finite checkpoint; the AbortSignal stops between
-// steps and checkpoints; callbacks and periodic evaluation run; bad options are typed errors.
+// steps and checkpoints; callbacks and periodic evaluation run; bad options are typed errors. Resume also
+// restores the global generator of unseeded rand/randn (a loss with unseeded noise resumes exactly).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { ArgumentError, TrainingError, noGrad, tidy } from '../../lib';
+import { ArgumentError, Tensor, TrainingError, manualSeed, noGrad, ops, randn, tidy } from '../../lib';
 import { AdamW, paramGroupsForMamba, warmupCosine } from '../../lib/optim';
 import { StepInfo, Trainer, readCheckpoint, tokenAccuracy } from '../../lib/train';
 import { expectEqualArrays, expectTypedError } from '../setup';
@@ -27,15 +28,28 @@ afterAll(() => {
   dirs = [];
 });
 
-function setup(opts: { checkpointDir?: string; poison?: (i: number) => boolean; maxNonFinite?: number; checkpointEvery?: number; lr?: number; signal?: AbortSignal; onStep?: (s: StepInfo) => void } = {}) {
+function setup(
+  opts: {
+    checkpointDir?: string;
+    poison?: (i: number) => boolean;
+    maxNonFinite?: number;
+    checkpointEvery?: number;
+    lr?: number;
+    signal?: AbortSignal;
+    onStep?: (s: StepInfo) => void;
+    lossFn?: (m: TinyModel, b: TokenBatch) => Tensor;
+    evalFn?: (m: TinyModel) => Record<string, number>;
+  } = {},
+) {
   const model = new TinyModel(V, 16, 3);
   const optimizer = new AdamW(paramGroupsForMamba(model.namedParameters()), { lr: opts.lr ?? 0.03, weightDecay: 0.1 });
   const steps: StepInfo[] = [];
   const trainer = new Trainer<TinyModel, TokenBatch>({
     model,
     optimizer,
-    lossFn: tinyLoss,
+    lossFn: opts.lossFn ?? tinyLoss,
     data: (pos) => tokenBatches(pos, { ...shape, poison: opts.poison }),
+    evalFn: opts.evalFn,
     schedule: warmupCosine({ warmupSteps: 3, totalSteps: 10, minRatio: 0.2 }),
     gradAccumulation: 2,
     maxGradNorm: 0.5,
@@ -117,6 +131,45 @@ describe('Trainer', () => {
       expectEqualArrays(s!.expAvgSq, refOpt.state[i]!.expAvgSq);
     });
     second.done();
+  });
+
+  test('resume restores the global generator: a loss with unseeded noise resumes exactly', async () => {
+    // The noise comes from the global generator (no seed). A fresh process starts that generator where the
+    // first one did (manualSeed(21) here), so without the saved state the second half would draw the first
+    // half's noise again. The evaluation draws too, and only the split run evaluates at step 4 (the end of
+    // its first fit): evaluations must not shift training's random numbers either.
+    const noisyLoss = (m: TinyModel, b: TokenBatch) => ops.crossEntropy(ops.add(m.forward(b.ids), randn([shape.batch, shape.len, V], { std: 2 })), b.targets);
+    const noisyEval = () => tidy(() => ({ noise: (randn([1]).dataSync() as Float32Array)[0] }));
+    const run = (checkpointDir?: string) => setup({ checkpointDir, lossFn: noisyLoss, evalFn: noisyEval });
+
+    manualSeed(21);
+    const straight = run();
+    await straight.trainer.fit({ steps: 8 });
+    const refLosses = straight.steps.map((s) => s.loss);
+    const refParams = snapshot(straight.model);
+    straight.done();
+
+    const dir = tmpDir();
+    manualSeed(21);
+    const first = run(dir);
+    await first.trainer.fit({ steps: 4 });
+    first.done();
+    manualSeed(21);
+    const second = run(dir);
+    expect(second.trainer.resume()).toBe(true);
+    await second.trainer.fit({ steps: 8 });
+    expectEqualArrays([...first.steps, ...second.steps].map((s) => s.loss), refLosses);
+    snapshot(second.model).forEach((p, i) => expectEqualArrays(p, refParams[i]));
+    second.done();
+
+    // The control: the same resume with the generator reset afterwards draws other noise, so the
+    // comparison above depends on the restored state.
+    const third = run(dir);
+    expect(third.trainer.resume()).toBe(true);
+    manualSeed(21);
+    await third.trainer.fit({ steps: 8 });
+    expect(third.steps.map((s) => s.loss)).not.toEqual(refLosses.slice(4));
+    third.done();
   });
 
   test('resume without a checkpoint is a no-op; a checkpoint of another model is refused', async () => {
