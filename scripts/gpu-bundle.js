@@ -4,7 +4,8 @@
 // compiled to JavaScript, and the runtime packages jest needs. Output: .gpu/bundle.tar.xz (< 60 MB).
 // On the GPU host:  mkdir b && tar -xJf bundle.tar.xz -C b && b/run-gpu-tests.sh [outdir]
 // run-gpu-tests.sh runs scripts/test.js (jest + native tests) and compute-sanitizer over the native
-// CUDA tests, writing logs to outdir.
+// CUDA tests, writing logs to outdir. The benchmarks run from the bundle too: ./node scripts/bench-train.js
+// (and bench-scan.js, bench-ops.js).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -63,6 +64,7 @@ copy('jest.config.js');
 copy('scripts/test.js');
 copy('scripts/bench-scan.js');
 copy('scripts/bench-ops.js');
+copy('scripts/bench-train.js');
 copy('build/Release/mamba_node.node');
 for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_cuda_test'])
   if (fs.existsSync(path.join(root, 'build', t))) copy(`build/${t}`);
