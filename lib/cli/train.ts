@@ -196,7 +196,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   });
   try {
     console.log(`mamba-node train: ${model.numParameters()} parameters on ${o.device} (${o.dtype}); sequences of ${task.seqLen} tokens, batch ${o.batch}`);
-    if (o.resume && trainer.resume()) console.log(`resumed at step ${trainer.step}`);
+    if (o.resume && (await trainer.resume())) console.log(`resumed at step ${trainer.step}`);
     const result = await trainer.fit({ steps: o.steps });
     const final = result.lastEval?.accuracy ?? (await trainer.evaluate()).accuracy;
     if (points.at(-1)?.accuracy !== final) points.push({ step: result.step, accuracy: final });

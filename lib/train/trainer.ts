@@ -20,7 +20,7 @@
  *   schedule: warmupCosine({ warmupSteps: 50, totalSteps: 1000 }), maxGradNorm: 1,
  *   checkpointDir: 'runs/copy', checkpointEvery: 100, signal: AbortSignal.timeout(180_000),
  * });
- * trainer.resume();                       // no-op without a checkpoint
+ * await trainer.resume();                 // no-op without a checkpoint
  * const result = await trainer.fit({ steps: 1000 });
  * ```
  */
@@ -299,9 +299,9 @@ export class Trainer<M extends TrainableModel, B> {
    * Writes the checkpoint now (model state, optimizer state, step, data position and the global random
    * generator's state) to
    * `checkpointDir/checkpoint.safetensors`, atomically. Refuses (TrainingError) when any value is
-   * non-finite, so a diverged run never replaces a good checkpoint. Returns the path.
+   * non-finite, so a diverged run never replaces a good checkpoint. Resolves to the path.
    */
-  saveCheckpoint(): string {
+  async saveCheckpoint(): Promise<string> {
     const fn = 'Trainer.saveCheckpoint';
     const file = this.checkpointPath;
     if (file === undefined) throw new ArgumentError(`${fn}: no checkpointDir was given`, { fn, arg: 'checkpointDir' });
@@ -335,23 +335,25 @@ export class Trainer<M extends TrainableModel, B> {
       modelDTypes,
       optimizer: { ...opt, state: opt.state.map((s) => (s ? { step: s.step, shape: s.shape } : null)) },
     };
-    writeCheckpoint(file, entries, state);
+    await writeCheckpoint(file, entries, state);
     return file;
   }
 
   /**
    * Restores the checkpoint at `file` (default: the one in `checkpointDir`), including the global random
-   * generator (process-wide, as `manualSeed` sets it). Returns false when no file is
-   * given and `checkpointDir` holds none; throws a TrainingError for a checkpoint that does not fit the model.
+   * generator (process-wide, as `manualSeed` sets it). Resolves to false when no file is given and
+   * `checkpointDir` holds none; rejects with a TrainingError for a malformed checkpoint or one that does not
+   * fit the model (the model's names and shapes and the optimizer moments are checked before anything is
+   * loaded).
    */
-  resume(file?: string): boolean {
+  async resume(file?: string): Promise<boolean> {
     const fn = 'Trainer.resume';
     const target = file ?? this.checkpointPath;
     if (target === undefined) throw new ArgumentError(`${fn}: no checkpoint path and no checkpointDir`, { fn, arg: 'file' });
     if (file === undefined && !fs.existsSync(target)) return false;
-    const { entries, state: raw } = readCheckpoint(target);
+    const { entries, state: raw } = await readCheckpoint(target);
     const state = raw as TrainerState;
-    if (!state || !Number.isSafeInteger(state.step) || !Number.isSafeInteger(state.dataPosition) || !state.optimizer || !state.modelDTypes)
+    if (!state || !Number.isSafeInteger(state.step) || !Number.isSafeInteger(state.dataPosition) || !Array.isArray(state.optimizer?.state) || !state.modelDTypes)
       throw new TrainingError(`${fn}: ${target} holds no trainer state`, { fn, arg: 'file' });
     // Checked before anything is loaded; checkpoints written before the state was saved have none.
     let rng: bigint | undefined;
@@ -373,6 +375,18 @@ export class Trainer<M extends TrainableModel, B> {
       if (e.shape.length !== t.shape.length || e.shape.some((s, i) => s !== t.shape[i]))
         throw new TrainingError(`${fn}: '${name}' has shape [${e.shape.join(', ')}] in the checkpoint but [${t.shape.join(', ')}] in the model`, { fn, arg: 'file' });
     }
+
+    const opt = state.optimizer;
+    const optimizerState: AdamWStateDict = {
+      ...opt,
+      state: opt.state.map((s, i) => {
+        if (!s) return null;
+        const m = entries.get(`optim.${i}.exp_avg`);
+        const v = entries.get(`optim.${i}.exp_avg_sq`);
+        if (!m || !v || m.dtype !== 'float32' || v.dtype !== 'float32') throw new TrainingError(`${fn}: optimizer state ${i} is missing from ${target}`, { fn, arg: 'file' });
+        return { step: s.step, shape: s.shape, expAvg: m.data as Float32Array, expAvgSq: v.data as Float32Array };
+      }),
+    };
 
     const namesBefore = new Map<Tensor, string>();
     for (const [name, p] of model.namedParameters()) namesBefore.set(p, name);
@@ -396,17 +410,7 @@ export class Trainer<M extends TrainableModel, B> {
     }
     if (replacement.size) optimizer.replaceParams(replacement);
 
-    const opt = state.optimizer;
-    optimizer.loadStateDict({
-      ...opt,
-      state: opt.state.map((s, i) => {
-        if (!s) return null;
-        const m = entries.get(`optim.${i}.exp_avg`);
-        const v = entries.get(`optim.${i}.exp_avg_sq`);
-        if (!m || !v || m.dtype !== 'float32' || v.dtype !== 'float32') throw new TrainingError(`${fn}: optimizer state ${i} is missing from ${target}`, { fn, arg: 'file' });
-        return { step: s.step, shape: s.shape, expAvg: m.data as Float32Array, expAvgSq: v.data as Float32Array };
-      }),
-    });
+    optimizer.loadStateDict(optimizerState);
     this.step_ = state.step;
     this.dataPosition = state.dataPosition;
     this.nonFiniteRun = state.nonFiniteRun ?? 0;
@@ -416,7 +420,7 @@ export class Trainer<M extends TrainableModel, B> {
   }
 
   private async saveAndReport(): Promise<void> {
-    const file = this.saveCheckpoint();
+    const file = await this.saveCheckpoint();
     await this.o.callbacks?.onCheckpoint?.({ step: this.step_, path: file });
   }
 

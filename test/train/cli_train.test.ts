@@ -24,10 +24,10 @@ describe('mamba-node train', () => {
       const args = ['--out', out, '--time', '0', '--eval-every', '10', '--device', 'cpu', '--warmup', '5'];
       expect(await trainCommand([...args, '--steps', '20'])).toBe(1);
       expect(fs.readFileSync(path.join(out, 'chart.svg'), 'utf8')).toContain('<polyline');
-      expect((readCheckpoint(path.join(out, 'checkpoint.safetensors')).state as { step: number }).step).toBe(20);
+      expect(((await readCheckpoint(path.join(out, 'checkpoint.safetensors'))).state as { step: number }).step).toBe(20);
       expect(await trainCommand([...args, '--steps', '30', '--resume'])).toBe(1);
       expect(log.mock.calls.some(([l]) => String(l).includes('resumed at step 20'))).toBe(true);
-      expect((readCheckpoint(path.join(out, 'checkpoint.safetensors')).state as { step: number }).step).toBe(30);
+      expect(((await readCheckpoint(path.join(out, 'checkpoint.safetensors'))).state as { step: number }).step).toBe(30);
     } finally {
       log.mockRestore();
       fs.rmSync(out, { recursive: true, force: true });

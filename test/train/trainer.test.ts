@@ -28,6 +28,17 @@ afterAll(() => {
   dirs = [];
 });
 
+/** The async form of expectTypedError: `promise` rejects with `cls` naming `fn` and `arg`. */
+async function expectRejected(promise: Promise<unknown>, cls: new (...args: never[]) => Error, fn: string, arg: string): Promise<void> {
+  const caught = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(caught).toBeInstanceOf(cls);
+  expect((caught as { fn?: string }).fn).toBe(fn);
+  expect((caught as { arg?: string }).arg).toBe(arg);
+}
+
 function setup(
   opts: {
     checkpointDir?: string;
@@ -116,7 +127,7 @@ describe('Trainer', () => {
     first.done();
 
     const second = setup({ checkpointDir: dir });
-    expect(second.trainer.resume()).toBe(true);
+    expect(await second.trainer.resume()).toBe(true);
     expect(second.trainer.step).toBe(4);
     await second.trainer.fit({ steps: 8 });
     const losses = [...first.steps, ...second.steps].map((s) => s.loss);
@@ -156,7 +167,7 @@ describe('Trainer', () => {
     first.done();
     manualSeed(21);
     const second = run(dir);
-    expect(second.trainer.resume()).toBe(true);
+    expect(await second.trainer.resume()).toBe(true);
     await second.trainer.fit({ steps: 8 });
     expectEqualArrays([...first.steps, ...second.steps].map((s) => s.loss), refLosses);
     snapshot(second.model).forEach((p, i) => expectEqualArrays(p, refParams[i]));
@@ -165,7 +176,7 @@ describe('Trainer', () => {
     // The control: the same resume with the generator reset afterwards draws other noise, so the
     // comparison above depends on the restored state.
     const third = run(dir);
-    expect(third.trainer.resume()).toBe(true);
+    expect(await third.trainer.resume()).toBe(true);
     manualSeed(21);
     await third.trainer.fit({ steps: 8 });
     expect(third.steps.map((s) => s.loss)).not.toEqual(refLosses.slice(4));
@@ -175,13 +186,13 @@ describe('Trainer', () => {
   test('resume without a checkpoint is a no-op; a checkpoint of another model is refused', async () => {
     const dir = tmpDir();
     const a = setup({ checkpointDir: dir });
-    expect(a.trainer.resume()).toBe(false);
+    expect(await a.trainer.resume()).toBe(false);
     await a.trainer.fit({ steps: 1 });
     a.done();
     const model = new TinyModel(V + 1, 16, 3);
     const optimizer = new AdamW(model.parameters());
     const t = new Trainer({ model, optimizer, lossFn: tinyLoss, data: (pos) => tokenBatches(pos, shape), checkpointDir: dir });
-    expectTypedError(() => t.resume(), TrainingError, 'Trainer.resume', 'file');
+    await expectRejected(t.resume(), TrainingError, 'Trainer.resume', 'file');
     optimizer.dispose();
     model.dispose();
   });
@@ -222,7 +233,7 @@ describe('Trainer', () => {
     expect(caught).toBeInstanceOf(TrainingError);
     expect((caught as Error).message).toMatch(/3 steps in a row/);
     expect(s.trainer.step).toBe(5);
-    const { entries, state } = readCheckpoint(path.join(dir, 'checkpoint.safetensors'));
+    const { entries, state } = await readCheckpoint(path.join(dir, 'checkpoint.safetensors'));
     expect((state as { step: number }).step).toBe(4);
     for (const e of entries.values()) for (const v of e.data) expect(Number.isFinite(v)).toBe(true);
     s.done();
@@ -238,7 +249,7 @@ describe('Trainer', () => {
     expect(r.stopReason).toBe('aborted');
     expect(r.step).toBe(3);
     expect(checkpoints).toEqual([3]);
-    expect((readCheckpoint(path.join(dir, 'checkpoint.safetensors')).state as { step: number }).step).toBe(3);
+    expect(((await readCheckpoint(path.join(dir, 'checkpoint.safetensors'))).state as { step: number }).step).toBe(3);
     s.done();
   });
 
@@ -271,7 +282,7 @@ describe('Trainer', () => {
     const t = new Trainer({ ...base, lossFn: (m: TinyModel, b: TokenBatch) => noGrad(() => m.forward(b.ids)) });
     await expect(t.fit({ steps: 1 })).rejects.toBeInstanceOf(ArgumentError);
     await expect(new Trainer(base).fit({ steps: -1 })).rejects.toBeInstanceOf(ArgumentError);
-    expectTypedError(() => new Trainer(base).saveCheckpoint(), ArgumentError, 'Trainer.saveCheckpoint', 'checkpointDir');
+    await expectRejected(new Trainer(base).saveCheckpoint(), ArgumentError, 'Trainer.saveCheckpoint', 'checkpointDir');
     optimizer.dispose();
     model.dispose();
   });
