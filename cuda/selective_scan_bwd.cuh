@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   const Tile ct(p);
   const size_t bd = static_cast<size_t>(ct.b) * p.dim + ct.d;
   const size_t row = bd * L;
-  const int n_ckpt = num_chunks(L);
+  const int n_chunks = num_chunks(L), n_ckpt = num_ckpts(L);
 
   for (int n = lane; n < N; n += 32) {
     sA[n] = ct.active ? p.A[static_cast<size_t>(ct.d) * N + n] : 0.f;
@@ -128,16 +128,16 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   // With L % 4 == 0 every 4-step quad of a dB/dC row is 16-byte aligned and lies wholly inside or outside [0, L).
   const bool quad_ok = L % 4 == 0;
   SlabStager<Io> stager(sRaw, Bg, Cg, L, N, p.is_variable_B, p.is_variable_C, vec_B, vec_C);
-  stager.issue((n_ckpt - 1) * kChunk, 0);
+  stager.issue((n_chunks - 1) * kChunk, 0);
 
   float dD_acc = 0.f, ddb_acc = 0.f;
   int buf = 0;
-  for (int c = n_ckpt - 1; c >= 0; --c) {
+  for (int c = n_chunks - 1; c >= 0; --c) {
     const int c0 = c * kChunk;
     const int t0 = c0 + lane * kItems;
     __syncwarp();
     for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit)
-      sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c) * N + n] : 0.f;
+      sH[n] = ct.active ? p.checkpoints[(bd * n_ckpt + c * kCkptPerChunk) * N + n] : 0.f;
     __syncwarp();
 
     // u and the raw delta are not kept across the state loop (registers); they are re-read for the epilogue.

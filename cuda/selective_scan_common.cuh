@@ -4,7 +4,7 @@
 //
 // Tiling used by both directions: a block owns kWarps channels of one batch row b (all inside one B/C group);
 // warp w owns channel d, and lane l owns time steps [c*kChunk + l*kItems, +kItems) of the current chunk c,
-// so one warp-chunk is exactly one checkpoint interval (kChunk == kScanCheckpointChunk). States are walked in
+// so one warp-chunk spans kCkptPerChunk checkpoint intervals (kScanCheckpointChunk steps each). States are walked in
 // slabs of kSlab whose B/C rows (kSlab, kChunk) are staged once per block in shared memory as fp32.
 #pragma once
 #include <cuda_bf16.h>
@@ -31,11 +31,18 @@ constexpr float kLog2e = 1.4426950408889634f;
 #ifndef MAMBA_SS_BWD_MIN_BLOCKS
 #define MAMBA_SS_BWD_MIN_BLOCKS 2
 #endif
-static_assert(kChunk == kScanCheckpointChunk, "one warp-chunk must be one checkpoint interval");
+// A warp-chunk spans kCkptPerChunk checkpoint intervals; the lanes starting one are kLanesPerCkpt apart.
+constexpr int kCkptPerChunk = kChunk / kScanCheckpointChunk;
+constexpr int kLanesPerCkpt = kScanCheckpointChunk / kItems;
+static_assert(kChunk % kScanCheckpointChunk == 0 && kScanCheckpointChunk % kItems == 0,
+              "checkpoints fall on lane boundaries of a warp-chunk");
 static_assert(kThreads == kChunk, "the backward reduces one time step per thread");
 
-// Device copy of scan_num_checkpoints (params.h is host-only): chunks == checkpoints.
 __host__ __device__ inline int num_chunks(int L) { return L <= 0 ? 0 : (L + kChunk - 1) / kChunk; }
+// Device copy of scan_num_checkpoints (params.h is host-only).
+__host__ __device__ inline int num_ckpts(int L) {
+  return L <= 0 ? 0 : (L + kScanCheckpointChunk - 1) / kScanCheckpointChunk;
+}
 
 // Storage type of the activations (u, delta, z, B, C, out and their gradients) and its fp32 conversions.
 template <DType kType> struct IO;

@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
   const ChannelTile<kSplit> ct(p);
   const size_t bd = static_cast<size_t>(ct.b) * p.dim + ct.d;
   const size_t row = bd * L;
-  const int n_ckpt = num_chunks(L);
+  const int n_chunks = num_chunks(L), n_ckpt = num_ckpts(L);
 
   for (int n = lane; n < N; n += 32) {
     sCarry[n] = (ct.active && p.has_initial_state) ? p.initial_state[bd * N + n] : 0.f;
@@ -73,13 +73,12 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
   SlabStager<Io> stager(sRaw, Bg, Cg, L, N, p.is_variable_B, p.is_variable_C, vec_B, vec_C);
   stager.issue(0, 0);
 
-  for (int c = 0; c < n_ckpt; ++c) {
+  for (int c = 0; c < n_chunks; ++c) {
     const int c0 = c * kChunk;
     const int t0 = c0 + lane * kItems;
+    // The lanes that start a checkpoint interval store the state entering them (h_in below).
+    const bool ckpt_lane = p.checkpoints != nullptr && ct.active && lane % kLanesPerCkpt == 0 && t0 < L;
     __syncwarp();  // carries written by lane 0 in the previous chunk are visible to all lanes
-    if (p.checkpoints != nullptr && ct.active)
-      for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit)
-        p.checkpoints[(bd * n_ckpt + c) * N + n] = sCarry[n];
 
     float u[kItems], dt[kItems], dtu[kItems], y[kItems];
     if (ct.active) {
@@ -105,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
       stager.land(sB, sC, c0, s0, vec_B, vec_C);
       if (s0 + kSlab < N) {
         stager.issue(c0, s0 + kSlab);
-      } else if (c + 1 < n_ckpt) {
+      } else if (c + 1 < n_chunks) {
         stager.issue(c0 + kChunk, 0);
       }
       __syncthreads();
@@ -139,6 +138,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
         const float carry = sCarry[n];
         float carry_out;
         const float h_in = scan_forward(prod, h, carry, lane, carry_out);
+        if (ckpt_lane) p.checkpoints[(bd * n_ckpt + t0 / kScanCheckpointChunk) * N + n] = h_in;
 #pragma unroll
         for (int i = 0; i < kItems; ++i) y[i] = fmaf(Cv[i], fmaf(P[i], h_in, hl[i]), y[i]);
         __syncwarp();  // every lane has read the old carry before lane 0 replaces it
@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kFastThreads) selective_scan_fwd_fast_kernel(c
     A2[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + q] * kLog2e : 0.f;
     h[q] = (l_active && p.has_initial_state) ? p.initial_state[bdl * N + 4 * j + q] : 0.f;
   }
-  const int n_ckpt = num_chunks(L);
+  const int n_ckpt = num_ckpts(L);
   const int n_chunks = (L + kFastChunk - 1) / kFastChunk;
 
   // Register prefetch of one chunk's inputs.

@@ -104,12 +104,22 @@ MODELS = {
 }
 
 
+def slow_path_name():
+    """The name of MambaMixer's pure-PyTorch forward: `slow_forward` in transformers 4.x, renamed in 5.x."""
+    for name in ("slow_forward", "torch_forward"):
+        if callable(getattr(modeling_mamba.MambaMixer, name, None)):
+            return name
+    forwards = sorted(n for n in dir(modeling_mamba.MambaMixer) if "forward" in n and not n.startswith("__"))
+    raise RuntimeError(f"MambaMixer has no slow_forward/torch_forward; its forward methods: {forwards}")
+
+
 def force_slow_path(model):
-    """Rebinds every MambaMixer.forward to transformers' pure-PyTorch slow_forward; returns the count."""
+    """Rebinds every MambaMixer.forward to transformers' pure-PyTorch forward; returns the count."""
+    name = slow_path_name()
     n = 0
     for module in model.modules():
         if isinstance(module, modeling_mamba.MambaMixer):
-            module.forward = types.MethodType(lambda self, *a, **k: self.slow_forward(*a, **k), module)
+            module.forward = types.MethodType(lambda self, *a, **k: getattr(self, name)(*a, **k), module)
             module.use_mambapy = False
             n += 1
     return n
@@ -171,7 +181,7 @@ def make(name, spec, out_root):
     tensors = {"input_ids": input_ids, "labels": labels, "logits": logits, "loss": loss}
     tensors.update({f"grad.{k}": v for k, v in grads.items()})
     meta = {
-        "path": "transformers MambaMixer.slow_forward (pure PyTorch sequential scan, use_mambapy=False) on every device",
+        "path": f"transformers MambaMixer.{slow_path_name()} (pure PyTorch sequential scan, use_mambapy=False) on every device",
         "fast_kernels_installed": str(fast_kernels_present()),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -2,7 +2,7 @@
  * The fused selective scan of Mamba (mamba_ssm `selective_scan_fn` semantics), on CPU and CUDA.
  * Per (b, d): delta' = softplus(delta + deltaBias) (each part optional); h_t = exp(delta'_t A) h_{t-1}
  * + delta'_t B_t u_t; y_t = C_t . h_t + D u_t; out_t = y_t silu(z_t). The state stays on chip on
- * CUDA; a forward that a backward will follow saves only float32 state checkpoints every 256 steps,
+ * CUDA; a forward that a backward will follow saves only float32 state checkpoints every 64 steps,
  * and the backward recomputes the states from them.
  *
  * Shapes: u, delta, z, out (batch, dim, L); A (dim, dstate) float32; B, C (batch, dstate, L),
