@@ -56,7 +56,7 @@ function main(argv: string[]): number {
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(
       'usage: mamba-node [demo|train]\n  demo   create tensors on the best device and print what was found (default)\n' +
-        '  train  train a small Mamba on Selective Copying (mamba-node train --help)',
+        '  train  train a small Mamba on Selective Copying, or with --data FILE a byte-level model of FILE (mamba-node train --help)',
     );
     return 0;
   }
