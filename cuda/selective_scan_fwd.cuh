@@ -192,72 +192,250 @@ void selective_scan_fwd_launch_split(const SelectiveScanParams& p, cudaStream_t 
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fast path for dstate == 16 with variable B and C when batch * dim is large (S1, S2): no time parallelism at all.
-// Lane = (channel, quad of 4 states), 8 channels per warp, kFastChannels per block; each lane walks time
-// sequentially with its 4 states in registers (one exp per element-state, no scan), and y is summed over the 4
-// lanes of a channel with two shuffles. Per chunk of kFastChunk steps the block stages in shared memory: B and C
-// as (t, 16) fp32, (dt, dt*u) as (t, channel) float2, D*u and silu(z) as (channel, t); the next chunk's inputs are
-// loaded into registers while the current one is scanned.
+// Lane = (channel, quad of 4 states): a warp owns 8 channels, a block kFastWarps warps (kFastChannels channels of one
+// B/C group). Each lane walks time sequentially with its 4 states in registers: per step 4 exps, 4 state FMAs and
+// the partial C.h of its quad (one exp per element-state, no scan). Per chunk of kFastChunk steps:
+// - B and C (16, chunk) are copied by the block with cp.async into a raw buffer and converted once to fp32 (t, 16)
+//   into one of two buffers, so one barrier per chunk separates the writers of chunk c+1 from the readers of c.
+// - u, delta, z of a warp's 8 channels are copied by that warp alone and converted into per-warp fp32 arrays:
+//   dt (softplus and bias applied), dt*u, and (D*u, silu(z)), once per element, never per state; only __syncwarp
+//   orders them, so warps are tied together only by the B/C barrier.
+// - Every thread converts exactly the 16-byte runs it copied, so it waits only for its own copies. Chunk c+2 is
+//   issued right after chunk c+1 is converted and lands during the scan of chunk c+1; no register prefetch.
+// - y is summed over the 4 lanes of a channel once per 4 steps by a butterfly reduce-scatter (3 shuffles instead
+//   of 8); lane j then owns step 4k+j, applies (y + D*u) * silu(z), and writes the output-dtype value to a per-warp
+//   staging row that the warp stores with 16-byte stores after the chunk.
 #ifndef MAMBA_SS_FWD_FAST
 #define MAMBA_SS_FWD_FAST 1
 #endif
+// Groups of 4 steps per iteration of the step loop (8 steps: two reduce-scatters in flight). Override at build time
+// (-DMAMBA_SS_FWD_FAST_UNROLL=8: the whole chunk) to compare on the GPU.
+#ifndef MAMBA_SS_FWD_FAST_UNROLL
+#define MAMBA_SS_FWD_FAST_UNROLL 2
+#endif
+constexpr int kFastUnroll = MAMBA_SS_FWD_FAST_UNROLL;
 constexpr int kFastWarps = 4;
 constexpr int kFastThreads = kFastWarps * 32;
 constexpr int kFastChannels = kFastWarps * 8;
-constexpr int kFastChunk = 64;
-constexpr int kFastPitch = kFastChunk + 1;  // (channel, t) rows padded so a warp's 32 channels hit 32 banks
+// Resident blocks per SM asked of the compiler (caps registers at 128): S2 (512 blocks) needs 4 on 132 SMs to run
+// in one wave; occupancy is bounded by the work (S1: ~12 warps per SM), so more blocks per SM buy nothing and
+// lower caps spill.
+constexpr int kFastMinBlocks = 4;
+constexpr int kFastChunk = 32;
+// Per-warp fp32 rows (channel, t): +4 puts the 8 channels of a warp in 8 different bank quads for float4 reads.
+constexpr int kFastPitch = kFastChunk + 4;
+// One fp32 B/C buffer: B (t, 16), 16 floats of padding (C's rows land in the other half of the banks, so the
+// converting threads, B rows in lanes 0-15 and C rows in lanes 16-31, do not conflict), C (t, 16), 16 floats.
+constexpr int kFastBCBuf = 2 * (kFastChunk * 16 + 16);
 static_assert(kScanCheckpointChunk % kFastChunk == 0, "checkpoints fall on chunk starts");
-static_assert(kFastThreads == 16 * kFastChunk / kItems, "one B run and one C run per thread");
-static_assert(2 * kFastThreads == kFastChannels * kFastChunk / kItems, "two channel runs per thread");
+static_assert(kFastChunk % 8 == 0 && kFastChunk % (4 * kFastUnroll) == 0, "whole 16-byte runs and unrolled groups");
+
+// Shared-memory layout of the fast kernel (byte offsets, all multiples of 16). Raw rows hold one chunk of one
+// channel (u, delta, z: unpadded, a quarter-warp reads 128 contiguous bytes) or one state (B, C: padded by 16 bytes
+// so 8 rows read at the same step hit 8 different bank groups); the raw output rows are padded the same way.
+template <class Io>
+struct FastLayout {
+  using raw = typename Io::raw;
+  static constexpr int kRunElems = 16 / static_cast<int>(sizeof(raw));  // elements per 16-byte run
+  static constexpr int kRowRuns = kFastChunk / kRunElems;               // runs per row per chunk
+  static constexpr int kRawRow = kFastChunk * static_cast<int>(sizeof(raw));
+  static constexpr int kPadRow = kRawRow + 16;
+  static constexpr int kPadElems = kPadRow / static_cast<int>(sizeof(raw));
+  static constexpr int kLaneRuns = 8 * kRowRuns / 32;                   // runs of each of u, delta, z per lane
+  static constexpr int kBCRuns = 2 * 16 * kRowRuns / kFastThreads;      // runs of B or C per thread
+  static_assert(8 * kRowRuns % 32 == 0 && 2 * 16 * kRowRuns % kFastThreads == 0 && kBCRuns >= 1,
+                "runs divide evenly over lanes and threads");
+  static constexpr int kBC = 0;                                  // 2 x kFastBCBuf floats
+  static constexpr int kRawBC = kBC + 2 * kFastBCBuf * 4;        // (B/C, 16 states) rows of kPadRow bytes
+  static constexpr int kWarp0 = kRawBC + 2 * 16 * kPadRow;       // then kFastWarps per-warp parts:
+  static constexpr int kDt = 0;                                  //   (8, kFastPitch) fp32 dt
+  static constexpr int kDtu = kDt + 8 * kFastPitch * 4;          //   (8, kFastPitch) fp32 dt*u
+  static constexpr int kDg = kDtu + 8 * kFastPitch * 4;          //   (8, kFastPitch) float2 (D*u, silu(z) or 1)
+  static constexpr int kOut = kDg + 8 * kFastPitch * 8;          //   8 rows of kPadRow bytes: out in the io dtype
+  static constexpr int kRawX = kOut + 8 * kPadRow;               //   (u/delta/z, 8) rows of kRawRow bytes
+  static constexpr int kWarpBytes = kRawX + 3 * 8 * kRawRow;
+  static constexpr int kBytes = kWarp0 + kFastWarps * kWarpBytes;
+  static_assert(kRawBC % 16 == 0 && kWarp0 % 16 == 0 && kOut % 16 == 0 && kRawX % 16 == 0 && kWarpBytes % 16 == 0,
+                "16-byte aligned pieces");
+};
 
 inline bool use_fwd_fast(const SelectiveScanParams& p) {
   return MAMBA_SS_FWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C &&
          static_cast<long>(p.batch) * p.dim >= 4096;
 }
 
-inline size_t fwd_fast_smem_bytes() {
-  return sizeof(float) * (2 * kFastChunk * 16 + 2 * kFastChunk * kFastChannels + 3 * kFastChannels * kFastPitch);
+// The kRunElems values of one 16-byte raw run in shared memory, as fp32.
+template <class Io>
+__device__ __forceinline__ void raw_run_to_float(const typename Io::raw* src, float (&v)[FastLayout<Io>::kRunElems]) {
+  if constexpr (sizeof(typename Io::raw) == 4) {
+    const float4 a = *reinterpret_cast<const float4*>(src);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  } else {
+    const uint4 a = *reinterpret_cast<const uint4*>(src);
+    const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[2 * i] = Io::load(static_cast<typename Io::raw>(w[i] & 0xffffu));
+      v[2 * i + 1] = Io::load(static_cast<typename Io::raw>(w[i] >> 16));
+    }
+  }
 }
 
-template <class Io>
-__global__ void __launch_bounds__(kFastThreads) selective_scan_fwd_fast_kernel(const SelectiveScanParams p) {
-  using raw = typename Io::raw;
-  extern __shared__ float4 smem_f4[];
-  float* sB = reinterpret_cast<float*>(smem_f4);           // (kFastChunk, 16)
-  float* sC = sB + kFastChunk * 16;                        // (kFastChunk, 16)
-  float2* sDt = reinterpret_cast<float2*>(sC + kFastChunk * 16);  // (kFastChunk, kFastChannels) (dt, dt*u)
-  float* sY = reinterpret_cast<float*>(sDt + kFastChunk * kFastChannels);  // (kFastChannels, kFastPitch) y
-  float* sDu = sY + kFastChannels * kFastPitch;            // (kFastChannels, kFastPitch) D*u
-  float* sG = sDu + kFastChannels * kFastPitch;            // (kFastChannels, kFastPitch) silu(z) or 1
+// One 16-byte run of a row into shared memory: cp.async when the rows allow it (then a run is wholly inside or
+// outside [0, L)), else element loads; zeros past L and for inactive channels (`in` false).
+template <class raw>
+__device__ __forceinline__ void stage_run(raw* dst, const raw* row, int t, int L, bool in, bool vec) {
+  constexpr int kElems = 16 / static_cast<int>(sizeof(raw));
+  if (vec) {
+    const bool any = in && t < L;
+    cp_async16(dst, row + (any ? t : 0), any ? 16 : 0);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kElems; ++i) dst[i] = (in && t + i < L) ? row[t + i] : raw(0);
+  }
+}
 
-  constexpr int N = 16;
+// silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
+__device__ __forceinline__ float silu_fast(float z) { return z * __fdividef(1.f, 1.f + __expf(-z)); }
+
+template <class Io>
+__global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_fwd_fast_kernel(const SelectiveScanParams p) {
+  using raw = typename Io::raw;
+  using Lay = FastLayout<Io>;
+  constexpr int N = 16, T = kFastChunk, E = Lay::kRunElems;
+  extern __shared__ float4 smem_f4[];
+  char* smem = reinterpret_cast<char*>(smem_f4);
   const int L = p.seqlen;
   const int gs = p.dim / p.n_groups;
   const int tiles = (gs + kFastChannels - 1) / kFastChannels;
   const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
-  const int tid = threadIdx.x, lane = tid % 32;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int ch0 = tile * kFastChannels + warp * 8;  // the warp's first channel inside group g
+
+  float* sBC = reinterpret_cast<float*>(smem + Lay::kBC);       // 2 x (B (T, 16), pad, C (T, 16), pad) fp32
+  raw* sRawBC = reinterpret_cast<raw*>(smem + Lay::kRawBC);     // (2, 16, kPadElems) raw B, C
+  char* wsm = smem + Lay::kWarp0 + warp * Lay::kWarpBytes;
+  float* sDt = reinterpret_cast<float*>(wsm + Lay::kDt);        // (8, kFastPitch)
+  float* sDtu = reinterpret_cast<float*>(wsm + Lay::kDtu);      // (8, kFastPitch)
+  float2* sDg = reinterpret_cast<float2*>(wsm + Lay::kDg);      // (8, kFastPitch)
+  raw* sOut = reinterpret_cast<raw*>(wsm + Lay::kOut);          // (8, kPadElems)
+  raw* sRawX = reinterpret_cast<raw*>(wsm + Lay::kRawX);        // (3, 8, T) raw u, delta, z
+
   const size_t group_off = (static_cast<size_t>(b) * p.n_groups + g) * N * L;
   const raw* Bg = static_cast<const raw*>(p.B) + group_off;
   const raw* Cg = static_cast<const raw*>(p.C) + group_off;
+  const raw* xg[3] = {static_cast<const raw*>(p.u), static_cast<const raw*>(p.delta),
+                      p.has_z ? static_cast<const raw*>(p.z) : nullptr};
   const bool vec_B = rows_vectorizable(p.B, L), vec_C = rows_vectorizable(p.C, L);
-  const bool vec_u = rows_vectorizable(p.u, L), vec_dl = rows_vectorizable(p.delta, L);
-  const bool vec_z = rows_vectorizable(p.z, L), vec_out = rows_vectorizable(p.out, L);
+  const bool vec_x[3] = {rows_vectorizable(p.u, L), rows_vectorizable(p.delta, L), rows_vectorizable(p.z, L)};
+  const bool vec_out = rows_vectorizable(p.out, L);
 
-  // Staging role: B/C state row sn at offset soff; channel cs at offsets (tid / 32) * kItems and + 32.
-  const int sn = tid % 16, soff = (tid / 16) * kItems;
-  const int cs = tid % 32;
-  const bool s_active = tile * kFastChannels + cs < gs;
-  const int ds = g * gs + (s_active ? tile * kFastChannels + cs : 0);
-  const size_t s_row = (static_cast<size_t>(b) * p.dim + ds) * L;
-  const float s_bias = (s_active && p.has_delta_bias) ? p.delta_bias[ds] : 0.f;
-  const float s_D = (s_active && p.has_D) ? p.D[ds] : 0.f;
-  int s_off[2];
-  s_off[0] = (tid / 32) * kItems;
-  s_off[1] = s_off[0] + kFastThreads / 32 * kItems;
+  // Staging role for u / delta / z / out: run k of the lane is channel xc[k] of the warp, steps [xt[k], +E) of a
+  // chunk. A quarter-warp covers 8 consecutive runs: 128 contiguous raw bytes, and 8 distinct bank quads of sDt.
+  int xc[Lay::kLaneRuns], xt[Lay::kLaneRuns];
+  bool xin[Lay::kLaneRuns];
+  size_t xrow[Lay::kLaneRuns];
+  float xbias[Lay::kLaneRuns], xD[Lay::kLaneRuns];
+#pragma unroll
+  for (int k = 0; k < Lay::kLaneRuns; ++k) {
+    const int r = lane + 32 * k;
+    xc[k] = r / Lay::kRowRuns;
+    xt[k] = (r % Lay::kRowRuns) * E;
+    xin[k] = ch0 + xc[k] < gs;
+    const int d = g * gs + (xin[k] ? ch0 + xc[k] : 0);
+    xrow[k] = (static_cast<size_t>(b) * p.dim + d) * L;
+    xbias[k] = (xin[k] && p.has_delta_bias) ? p.delta_bias[d] : 0.f;
+    xD[k] = (xin[k] && p.has_D) ? p.D[d] : 0.f;
+  }
+  auto issue_x = [&](int t0) {
+#pragma unroll
+    for (int k = 0; k < Lay::kLaneRuns; ++k)
+#pragma unroll
+      for (int a = 0; a < 3; ++a) {
+        if (a == 2 && !p.has_z) continue;
+        stage_run(sRawX + (a * 8 + xc[k]) * T + xt[k], xg[a] + xrow[k], t0 + xt[k], L, xin[k], vec_x[a]);
+      }
+  };
+  auto convert_x = [&](int t0) {
+#pragma unroll
+    for (int k = 0; k < Lay::kLaneRuns; ++k) {
+      float u[E], x[E], z[E];
+      raw_run_to_float<Io>(sRawX + (0 * 8 + xc[k]) * T + xt[k], u);
+      raw_run_to_float<Io>(sRawX + (1 * 8 + xc[k]) * T + xt[k], x);
+      if (p.has_z) raw_run_to_float<Io>(sRawX + (2 * 8 + xc[k]) * T + xt[k], z);
+      float dt[E], dtu[E];
+      float2 dg[E];
+#pragma unroll
+      for (int i = 0; i < E; ++i) {
+        float v = x[i] + xbias[k];
+        if (p.delta_softplus) v = softplusf(v);
+        // Steps past L and inactive channels: dt = 0 (decay 1, no input), so the state passes through.
+        dt[i] = (xin[k] && t0 + xt[k] + i < L) ? v : 0.f;
+        dtu[i] = dt[i] * u[i];
+        dg[i] = make_float2(xD[k] * u[i], p.has_z ? silu_fast(z[i]) : 1.f);
+      }
+      float4* pdt = reinterpret_cast<float4*>(sDt + xc[k] * kFastPitch + xt[k]);
+      float4* pdtu = reinterpret_cast<float4*>(sDtu + xc[k] * kFastPitch + xt[k]);
+      float4* pdg = reinterpret_cast<float4*>(sDg + xc[k] * kFastPitch + xt[k]);
+#pragma unroll
+      for (int i = 0; i < E / 4; ++i) {
+        pdt[i] = make_float4(dt[4 * i], dt[4 * i + 1], dt[4 * i + 2], dt[4 * i + 3]);
+        pdtu[i] = make_float4(dtu[4 * i], dtu[4 * i + 1], dtu[4 * i + 2], dtu[4 * i + 3]);
+      }
+#pragma unroll
+      for (int i = 0; i < E / 2; ++i) pdg[i] = make_float4(dg[2 * i].x, dg[2 * i].y, dg[2 * i + 1].x, dg[2 * i + 1].y);
+    }
+  };
+  // The warp's 8 staged output rows of the chunk starting at t0 -> out.
+  auto store_out = [&](int t0) {
+    raw* out = static_cast<raw*>(p.out);
+    if (vec_out) {
+#pragma unroll
+      for (int k = 0; k < Lay::kLaneRuns; ++k)
+        if (xin[k] && t0 + xt[k] < L)
+          *reinterpret_cast<uint4*>(out + xrow[k] + t0 + xt[k]) =
+              *reinterpret_cast<const uint4*>(sOut + xc[k] * Lay::kPadElems + xt[k]);
+    } else {
+      for (int e = lane; e < 8 * T; e += 32) {
+        const int c = e / T, t = e % T;
+        if (ch0 + c < gs && t0 + t < L)
+          out[(static_cast<size_t>(b) * p.dim + g * gs + ch0 + c) * L + t0 + t] = sOut[c * Lay::kPadElems + t];
+      }
+    }
+  };
 
-  // Scan role: channel cl, states 4j .. 4j+3.
-  const int cl = (tid / 32) * 8 + lane / 4, j = lane % 4;
-  const bool l_active = tile * kFastChannels + cl < gs;
-  const int dl = g * gs + (l_active ? tile * kFastChannels + cl : 0);
+  // Staging role for B / C: run k of the thread is state bn[k] of matrix bm[k] (0 = B, 1 = C), steps [bt[k], +E).
+  // Lanes 0-15 of a warp take 16 B rows and lanes 16-31 the same run of the 16 C rows.
+  int bn[Lay::kBCRuns], bm[Lay::kBCRuns], bt[Lay::kBCRuns];
+#pragma unroll
+  for (int k = 0; k < Lay::kBCRuns; ++k) {
+    const int r = tid + kFastThreads * k;
+    bn[k] = r % 16;
+    bm[k] = (r / 16) % 2;
+    bt[k] = (r / 32) * E;
+  }
+  auto issue_bc = [&](int t0) {
+#pragma unroll
+    for (int k = 0; k < Lay::kBCRuns; ++k)
+      stage_run(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], (bm[k] ? Cg : Bg) + static_cast<size_t>(bn[k]) * L,
+                t0 + bt[k], L, true, bm[k] ? vec_C : vec_B);
+  };
+  auto convert_bc = [&](float* dst_buf) {
+#pragma unroll
+    for (int k = 0; k < Lay::kBCRuns; ++k) {
+      float v[E];
+      raw_run_to_float<Io>(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], v);
+      float* dst = dst_buf + bm[k] * (kFastBCBuf / 2) + bt[k] * 16 + bn[k];
+#pragma unroll
+      for (int i = 0; i < E; ++i) dst[i * 16] = v[i];
+    }
+  };
+
+  // Scan role: channel cl of the warp, states 4j .. 4j+3.
+  const int cl = lane / 4, j = lane % 4;
+  const bool hiA = (j & 2) != 0, hiB = (j & 1) != 0;
+  const bool l_active = ch0 + cl < gs;
+  const int dl = g * gs + (l_active ? ch0 + cl : 0);
   const size_t bdl = static_cast<size_t>(b) * p.dim + dl;
   float A2[4], h[4];
 #pragma unroll
@@ -266,90 +444,72 @@ __global__ void __launch_bounds__(kFastThreads) selective_scan_fwd_fast_kernel(c
     h[q] = (l_active && p.has_initial_state) ? p.initial_state[bdl * N + 4 * j + q] : 0.f;
   }
   const int n_ckpt = num_ckpts(L);
-  const int n_chunks = (L + kFastChunk - 1) / kFastChunk;
+  const int n_chunks = (L + T - 1) / T;
 
-  // Register prefetch of one chunk's inputs.
-  float pB[kItems], pC[kItems], pu[2][kItems], pdl[2][kItems], pz[2][kItems];
-  auto prefetch = [&](int t0) {
-    load_items<Io>(Bg + static_cast<size_t>(sn) * L, t0 + soff, L, vec_B, pB);
-    load_items<Io>(Cg + static_cast<size_t>(sn) * L, t0 + soff, L, vec_C, pC);
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      if (s_active) {
-        load_items<Io>(static_cast<const raw*>(p.u) + s_row, t0 + s_off[k], L, vec_u, pu[k]);
-        load_items<Io>(static_cast<const raw*>(p.delta) + s_row, t0 + s_off[k], L, vec_dl, pdl[k]);
-        if (p.has_z) load_items<Io>(static_cast<const raw*>(p.z) + s_row, t0 + s_off[k], L, vec_z, pz[k]);
-      }
-    }
-  };
-  prefetch(0);
+  issue_bc(0);
+  issue_x(0);
+  cp_async_commit();
+  cp_async_wait_all();
+  convert_bc(sBC);
+  convert_x(0);
+  if (n_chunks > 1) {
+    issue_bc(T);
+    issue_x(T);
+  }
+  cp_async_commit();
 
   for (int ck = 0; ck < n_chunks; ++ck) {
-    const int t0 = ck * kFastChunk;
-    __syncthreads();  // the previous chunk's readers are done with every buffer
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      sB[(soff + i) * N + sn] = pB[i];
-      sC[(soff + i) * N + sn] = pC[i];
-    }
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        const int t = s_off[k] + i;
-        float dt = 0.f, u = 0.f, gate = 1.f;
-        if (s_active && t0 + t < L) {
-          u = pu[k][i];
-          dt = pdl[k][i] + s_bias;
-          if (p.delta_softplus) dt = softplusf(dt);
-          if (p.has_z) gate = pz[k][i] * sigmoidf_fast(pz[k][i]);
-        }
-        // Padded steps and inactive channels: dt = 0, so the state passes through unchanged.
-        sDt[t * kFastChannels + cs] = make_float2(dt, dt * u);
-        sDu[cs * kFastPitch + t] = s_D * u;
-        sG[cs * kFastPitch + t] = gate;
-      }
-    }
+    const int t0 = ck * T;
+    // Chunk ck's B/C (converted by the whole block) and the warp's dt arrays are visible, and every warp is done
+    // reading the B/C buffer of chunk ck-1, which chunk ck+1 is converted into below.
     __syncthreads();
-    if (ck + 1 < n_chunks) prefetch(t0 + kFastChunk);
-
     if (t0 % kScanCheckpointChunk == 0 && p.checkpoints != nullptr && l_active) {
 #pragma unroll
       for (int q = 0; q < 4; ++q) p.checkpoints[(bdl * n_ckpt + t0 / kScanCheckpointChunk) * N + 4 * j + q] = h[q];
     }
 
-    const float4* sB4 = reinterpret_cast<const float4*>(sB);
-    const float4* sC4 = reinterpret_cast<const float4*>(sC);
-#pragma unroll 4
-    for (int t = 0; t < kFastChunk; ++t) {
-      const float2 e = sDt[t * kFastChannels + cl];
-      const float4 bv = sB4[t * 4 + j];
-      const float4 cv = sC4[t * 4 + j];
-      h[0] = fmaf(fast_exp2(e.x * A2[0]), h[0], e.y * bv.x);
-      h[1] = fmaf(fast_exp2(e.x * A2[1]), h[1], e.y * bv.y);
-      h[2] = fmaf(fast_exp2(e.x * A2[2]), h[2], e.y * bv.z);
-      h[3] = fmaf(fast_exp2(e.x * A2[3]), h[3], e.y * bv.w);
-      float y = cv.x * h[0];
-      y = fmaf(cv.y, h[1], y);
-      y = fmaf(cv.z, h[2], y);
-      y = fmaf(cv.w, h[3], y);
-      y += __shfl_xor_sync(0xffffffffu, y, 1);
-      y += __shfl_xor_sync(0xffffffffu, y, 2);
-      if (j == (t & 3)) sY[cl * kFastPitch + t] = y;
-    }
-    __syncthreads();
-
-    if (s_active) {
+    const float* sB = sBC + (ck & 1) * kFastBCBuf;
+    const float4* sB4 = reinterpret_cast<const float4*>(sB) + j;                      // step t: sB4[4 t]
+    const float4* sC4 = reinterpret_cast<const float4*>(sB + kFastBCBuf / 2) + j;     // step t: sC4[4 t]
+    const float4* dt4 = reinterpret_cast<const float4*>(sDt + cl * kFastPitch);       // steps 4k..4k+3: dt4[k]
+    const float4* dtu4 = reinterpret_cast<const float4*>(sDtu + cl * kFastPitch);
+    const float2* dg = sDg + cl * kFastPitch + j;                                       // step 4k+j: dg[4k]
+    raw* orow = sOut + cl * Lay::kPadElems + j;                                         // step 4k+j: orow[4k]
+#pragma unroll kFastUnroll
+    for (int k = 0; k < T / 4; ++k) {
+      const float4 dtv = dt4[k], dtuv = dtu4[k];
+      const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
+      const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
+      float y[4];  // this lane's partial C.h of steps 4k .. 4k+3
 #pragma unroll
-      for (int k = 0; k < 2; ++k) {
-        float o[kItems];
-#pragma unroll
-        for (int i = 0; i < kItems; ++i) {
-          const int t = s_off[k] + i;
-          o[i] = (sY[cs * kFastPitch + t] + sDu[cs * kFastPitch + t]) * sG[cs * kFastPitch + t];
-        }
-        store_items<Io>(static_cast<raw*>(p.out) + s_row, t0 + s_off[k], L, vec_out, o);
+      for (int s = 0; s < 4; ++s) {
+        const float4 bv = sB4[4 * (4 * k + s)];
+        const float4 cv = sC4[4 * (4 * k + s)];
+        h[0] = fmaf(fast_exp2(dts[s] * A2[0]), h[0], dtus[s] * bv.x);
+        h[1] = fmaf(fast_exp2(dts[s] * A2[1]), h[1], dtus[s] * bv.y);
+        h[2] = fmaf(fast_exp2(dts[s] * A2[2]), h[2], dtus[s] * bv.z);
+        h[3] = fmaf(fast_exp2(dts[s] * A2[3]), h[3], dtus[s] * bv.w);
+        y[s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
       }
+      // Reduce-scatter over the channel's lanes j = 0..3. xor 2: lanes with j < 2 keep steps 0, 1 and send 2, 3,
+      // the others the reverse, so each lane holds two steps summed over {j, j^2}. xor 1: lane j keeps step j.
+      const float q0 = (hiA ? y[2] : y[0]) + __shfl_xor_sync(0xffffffffu, hiA ? y[0] : y[2], 2);
+      const float q1 = (hiA ? y[3] : y[1]) + __shfl_xor_sync(0xffffffffu, hiA ? y[1] : y[3], 2);
+      const float ysum = (hiB ? q1 : q0) + __shfl_xor_sync(0xffffffffu, hiB ? q0 : q1, 1);
+      const float2 e = dg[4 * k];
+      orow[4 * k] = Io::store((ysum + e.x) * e.y);
+    }
+    __syncwarp();  // the warp's output rows are complete and every lane is done reading its dt arrays
+    store_out(t0);
+    if (ck + 1 < n_chunks) {
+      cp_async_wait_all();  // this thread's copies of chunk ck+1, issued one chunk ago
+      convert_bc(sBC + ((ck + 1) & 1) * kFastBCBuf);
+      convert_x(t0 + T);
+      if (ck + 2 < n_chunks) {
+        issue_bc(t0 + 2 * T);
+        issue_x(t0 + 2 * T);
+      }
+      cp_async_commit();
     }
   }
   if (p.last_state != nullptr && l_active) {
@@ -361,8 +521,8 @@ __global__ void __launch_bounds__(kFastThreads) selective_scan_fwd_fast_kernel(c
 template <DType kType>
 void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, cudaStream_t stream) {
   auto kernel = selective_scan_fwd_fast_kernel<IO<kType>>;
-  const size_t smem = fwd_fast_smem_bytes();
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  const int smem = FastLayout<IO<kType>>::kBytes;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
   const int gs = p.dim / p.n_groups;
   const dim3 grid(p.n_groups * ((gs + kFastChannels - 1) / kFastChannels), p.batch);
