@@ -105,22 +105,35 @@ MODELS = {
 
 
 def slow_path_name():
-    """The name of MambaMixer's pure-PyTorch forward: `slow_forward` in transformers 4.x, renamed in 5.x."""
+    """MambaMixer's pure-PyTorch forward: `slow_forward` in transformers 4.x. transformers 5 has only `forward`,
+    which calls module-level scan/conv functions that fall back to PyTorch when no kernels are installed
+    (returns None then; `path_description` records which functions ran)."""
     for name in ("slow_forward", "torch_forward"):
         if callable(getattr(modeling_mamba.MambaMixer, name, None)):
             return name
-    forwards = sorted(n for n in dir(modeling_mamba.MambaMixer) if "forward" in n and not n.startswith("__"))
-    raise RuntimeError(f"MambaMixer has no slow_forward/torch_forward; its forward methods: {forwards}")
+    return None
+
+
+def path_description():
+    name = slow_path_name()
+    if name is not None:
+        return f"transformers MambaMixer.{name} (pure PyTorch sequential scan, use_mambapy=False) on every device"
+    fns = {n: getattr(modeling_mamba, n, None) for n in ("mamba_selective_scan", "causal_conv1d_fn", "mamba_inner_fn")}
+    where = ", ".join(f"{n}={getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}" for n, f in fns.items())
+    return f"transformers MambaMixer.forward in eval mode, use_mambapy=False, use_associative_scan=False ({where})"
 
 
 def force_slow_path(model):
-    """Rebinds every MambaMixer.forward to transformers' pure-PyTorch forward; returns the count."""
+    """Makes every MambaMixer run transformers' pure-PyTorch path; returns the count."""
     name = slow_path_name()
     n = 0
     for module in model.modules():
         if isinstance(module, modeling_mamba.MambaMixer):
-            module.forward = types.MethodType(lambda self, *a, **k: getattr(self, name)(*a, **k), module)
+            if name is not None:
+                module.forward = types.MethodType(lambda self, *a, **k: getattr(self, name)(*a, **k), module)
             module.use_mambapy = False
+            if hasattr(module, "use_associative_scan"):
+                module.use_associative_scan = False  # the sequential loop, as mamba_ssm's reference
             n += 1
     return n
 
@@ -181,7 +194,7 @@ def make(name, spec, out_root):
     tensors = {"input_ids": input_ids, "labels": labels, "logits": logits, "loss": loss}
     tensors.update({f"grad.{k}": v for k, v in grads.items()})
     meta = {
-        "path": f"transformers MambaMixer.{slow_path_name()} (pure PyTorch sequential scan, use_mambapy=False) on every device",
+        "path": path_description(),
         "fast_kernels_installed": str(fast_kernels_present()),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
