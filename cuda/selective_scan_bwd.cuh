@@ -56,6 +56,15 @@ inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, Bwd
   return off;
 }
 
+}  // namespace ss
+}  // namespace mamba
+
+// The dstate-16 fast path fills the same workspace (BwdWorkspace above).
+#include "selective_scan_bwd_fast.cuh"
+
+namespace mamba {
+namespace ss {
+
 // Dynamic shared memory of the backward: B and C slabs (fp32), the double-buffered dB/dC reduction buffer
 // (2, kWarps, 2, kChunk) fp32 (which the per-warp partial sums over states, (3, kWarps, kChunk), reuse at the end
 // of a chunk when kSplit > 1), eight per-warp (kWarps, dstate) fp32 arrays, then SlabStager's raw buffer.
@@ -475,27 +484,18 @@ inline int grid_for(size_t total) {
   return static_cast<int>(blocks < 132 * 16 ? (blocks > 0 ? blocks : 1) : 132 * 16);
 }
 
-template <DType kType, int kSplit>
-void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
-  using Io = IO<kType>;
-  BwdWorkspace ws;
-  bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
-  if (!p.deterministic) {
-    for (float* acc : {ws.dB_acc, ws.dC_acc}) {
-      if (acc == nullptr) continue;
-      cudaError_t e = cudaMemsetAsync(acc, 0, ws.bc_elems * sizeof(float), stream);
-      if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
-    }
-  }
-  auto kernel = selective_scan_bwd_kernel<Io, kSplit>;
-  const size_t smem = bwd_smem_bytes(p.dstate, SlabStager<Io>::kRawBytes);
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+// Zeroes the dB/dC accumulators that the scan kernels add into (non-deterministic mode).
+inline void zero_bc_accumulators(const BwdWorkspace& ws, cudaStream_t stream) {
+  for (float* acc : {ws.dB_acc, ws.dC_acc}) {
+    if (acc == nullptr) continue;
+    cudaError_t e = cudaMemsetAsync(acc, 0, ws.bc_elems * sizeof(float), stream);
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
   }
-  const int tiles = tiles_per_group(p, kSplit);
-  kernel<<<dim3(p.n_groups * tiles, p.batch), kThreads, smem, stream>>>(p, ws);
-  check_launch("selective_scan_bwd_cuda");
+}
+
+// dB/dC in the activation dtype from the accumulators, then the per-channel sums over the batch.
+template <class Io>
+void launch_bwd_finish(const SelectiveScanParams& p, const BwdWorkspace& ws, int tiles, cudaStream_t stream) {
   if (p.is_variable_B || p.is_variable_C) {
     const size_t total = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
     selective_scan_bwd_bc_kernel<Io><<<grid_for(total), 256, 0, stream>>>(p, ws, tiles);
@@ -505,8 +505,33 @@ void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspa
   check_launch("selective_scan_bwd_cuda");
 }
 
+template <DType kType, int kSplit>
+void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  using Io = IO<kType>;
+  BwdWorkspace ws;
+  bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
+  if (!p.deterministic) zero_bc_accumulators(ws, stream);
+  auto kernel = selective_scan_bwd_kernel<Io, kSplit>;
+  const size_t smem = bwd_smem_bytes(p.dstate, SlabStager<Io>::kRawBytes);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
+  }
+  const int tiles = tiles_per_group(p, kSplit);
+  kernel<<<dim3(p.n_groups * tiles, p.batch), kThreads, smem, stream>>>(p, ws);
+  check_launch("selective_scan_bwd_cuda");
+  launch_bwd_finish<Io>(p, ws, tiles, stream);
+}
+
 template <DType kType>
 void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  if (use_bwd_fast(p)) {
+    BwdWorkspace ws;
+    bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
+    zero_bc_accumulators(ws, stream);
+    selective_scan_bwd_fast_launch<kType>(p, ws, stream);
+    return launch_bwd_finish<IO<kType>>(p, ws, 1, stream);
+  }
   switch (choose_bwd_split(p)) {
     case 1: return selective_scan_bwd_launch_split<kType, 1>(p, workspace, stream);
     case 2: return selective_scan_bwd_launch_split<kType, 2>(p, workspace, stream);
