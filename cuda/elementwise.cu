@@ -1,7 +1,11 @@
 // CUDA elementwise and sum kernels (declarations in elementwise.h). Formulas come from
 // native/elementwise_ops.h, shared with the CPU kernels. Elementwise kernels are grid-stride loops
-// templated on dtype and op; sum uses one block per row when the reduced axis is innermost and one
-// thread per output column otherwise (coalesced across the inner axis). No atomics: deterministic.
+// templated on dtype and op. sum reduces (outer, r, inner): a thread, warp or block per row when the reduced
+// axis is innermost (16-byte vector loads), tiles of 32 columns otherwise (coalesced across the inner axis);
+// long reductions over few outputs are split over many blocks with a fixed-order second pass. No atomics:
+// deterministic.
+#include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "../native/elem.h"
@@ -49,32 +53,235 @@ __global__ void where_kernel(const void* cond, DType cond_dt, const void* a, con
   }
 }
 
-// (outer, r) -> (outer): one block per row, fixed-order tree reduction.
+// ---- sum: (outer, r, inner) -> (outer, inner), float32 accumulation, fixed order ----
+// Launch shapes depend only on (outer, r, inner) and the inputs' 16-byte alignment (storage from the
+// allocator is 256-byte aligned), never on timing, and there are no atomics: the same shape sums in the
+// same order every run. Long reductions over few outputs are split into pieces: each block writes a
+// float32 partial sum, and a second kernel adds a row's (or column's) partials in piece order.
+
+constexpr int kSumThreads = 256;
+// Blocks to aim for when splitting: ~8 resident blocks of 256 threads on each of 132 SMs, two waves.
+constexpr int64_t kSumTargetBlocks = 2048;
+// Elements per block piece of a long row (never fewer): 64 per thread, so the fixed cost of a block
+// (its reduction and partial store) stays small against its loads.
+constexpr int64_t kSumMinRowChunk = 64 * kSumThreads;
+
 template <DType DT>
-__global__ void sum_rows_kernel(const void* x, void* out, int64_t r) {
-  __shared__ float warp_sums[32];
-  const int64_t row = blockIdx.x;
+using sum_elem_t = typename std::conditional<DT == DType::Float32, float, uint16_t>::type;
+
+// The float sum of one 16-byte vector (4 float32 or 8 16-bit values), in element order.
+template <DType DT>
+__device__ __forceinline__ float vec_sum(const uint4& v) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
   float acc = 0.0f;
-  for (int64_t k = threadIdx.x; k < r; k += blockDim.x) acc += load_t<DT>(x, row * r + k);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (DT == DType::Float32) {
+      acc += __uint_as_float(w[k]);
+    } else {
+      const uint16_t lo = static_cast<uint16_t>(w[k] & 0xffffu), hi = static_cast<uint16_t>(w[k] >> 16);
+      acc += DT == DType::Float16 ? f16_to_f32(lo) : bf16_to_f32(lo);
+      acc += DT == DType::Float16 ? f16_to_f32(hi) : bf16_to_f32(hi);
+    }
+  }
+  return acc;
+}
+
+// Thread t of a group of nt threads: its share of x[b, e) (contiguous). Scalar loads up to the first
+// 16-byte boundary, then 16-byte vectors (4 in flight per thread), then the scalar tail.
+template <DType DT>
+__device__ __forceinline__ float range_sum(const void* x, int64_t b, int64_t e, int t, int nt) {
+  using E = sum_elem_t<DT>;
+  constexpr int V = 16 / sizeof(E);
+  const E* p = static_cast<const E*>(x);
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p + b);
+  int64_t head = static_cast<int64_t>(((16 - (addr & 15)) & 15) / sizeof(E));
+  if (head > e - b) head = e - b;
+  float acc = 0.0f;
+  if (t < head) acc += load_t<DT>(x, b + t);
+  const int64_t a = b + head, nvec = (e - a) / V;
+  const uint4* pv = reinterpret_cast<const uint4*>(p + a);
+  int64_t k = t;
+  for (; k + 3 * int64_t(nt) < nvec; k += 4 * int64_t(nt)) {
+    const uint4 v0 = __ldg(pv + k), v1 = __ldg(pv + k + nt), v2 = __ldg(pv + k + 2 * nt), v3 = __ldg(pv + k + 3 * nt);
+    acc += vec_sum<DT>(v0);
+    acc += vec_sum<DT>(v1);
+    acc += vec_sum<DT>(v2);
+    acc += vec_sum<DT>(v3);
+  }
+  for (; k < nvec; k += nt) acc += vec_sum<DT>(__ldg(pv + k));
+  for (int64_t i = a + nvec * V + t; i < e; i += nt) acc += load_t<DT>(x, i);
+  return acc;
+}
+
+__device__ __forceinline__ float warp_sum(float acc) {
+#pragma unroll
   for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
+  return acc;
+}
+
+// The block's total (valid in thread 0), warp butterflies then the warp sums in order. Callable in a
+// loop: the trailing barrier protects the shared slots from the next call.
+__device__ __forceinline__ float block_sum(float acc) {
+  __shared__ float warp_sums[32];
+  acc = warp_sum(acc);
   if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
   __syncthreads();
-  if (threadIdx.x < 32) {
-    acc = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.0f;
-    for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
-    if (threadIdx.x == 0) store_t<DT>(out, row, acc);
+  if (threadIdx.x == 0) {
+    acc = warp_sums[0];
+    for (int w = 1; w < int(blockDim.x >> 5); ++w) acc += warp_sums[w];
+  }
+  __syncthreads();
+  return acc;
+}
+
+// inner == 1, r < 32: a thread per row.
+template <DType DT>
+__global__ void sum_short_rows_kernel(const void* x, void* out, int64_t outer, int64_t r) {
+  for (int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; row < outer; row += int64_t(gridDim.x) * blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t k = 0; k < r; ++k) acc += load_t<DT>(x, row * r + k);
+    store_t<DT>(out, row, acc);
   }
 }
 
-// (outer, r, inner) -> (outer, inner): one thread per output, walking r.
+// inner == 1, 32 <= r <= 2048: a warp per row.
 template <DType DT>
-__global__ void sum_cols_kernel(const void* x, void* out, int64_t outer, int64_t r, int64_t inner) {
+__global__ void sum_warp_rows_kernel(const void* x, void* out, int64_t outer, int64_t r) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t row = blockIdx.x * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5); row < outer; row += warps) {
+    const float acc = warp_sum(range_sum<DT>(x, row * r, (row + 1) * r, lane, 32));
+    if (lane == 0) store_t<DT>(out, row, acc);
+  }
+}
+
+// inner == 1, long rows: block (p, y) sums piece p = [p * chunk, (p + 1) * chunk) of rows y, y + gridDim.y,
+// ... With one piece it stores the row's sum, otherwise partial[row * P + p].
+template <DType DT>
+__global__ void sum_rows_kernel(const void* x, void* out, float* partial, int64_t outer, int64_t r, int64_t chunk) {
+  const int64_t p = blockIdx.x, P = gridDim.x;
+  const int64_t b = p * chunk, e = min(r, b + chunk);
+  for (int64_t row = blockIdx.y; row < outer; row += gridDim.y) {
+    const float acc = block_sum(range_sum<DT>(x, row * r + b, row * r + e, threadIdx.x, blockDim.x));
+    if (threadIdx.x == 0) {
+      if (P == 1) store_t<DT>(out, row, acc);
+      else partial[row * P + p] = acc;
+    }
+  }
+}
+
+// Adds each row's P partials (a warp per row, lanes in a fixed stride, then the butterfly).
+template <DType DT>
+__global__ void sum_row_partials_kernel(const float* partial, void* out, int64_t outer, int64_t P) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t row = blockIdx.x * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5); row < outer; row += warps) {
+    float acc = 0.0f;
+    for (int64_t k = lane; k < P; k += 32) acc += partial[row * P + k];
+    acc = warp_sum(acc);
+    if (lane == 0) store_t<DT>(out, row, acc);
+  }
+}
+
+// inner > 1: a block of 32 columns x blockDim.y threads along r (coalesced across columns); blockIdx.y
+// picks the piece [p * chunk, (p + 1) * chunk) of r. The blockDim.y sums of a column are added in order
+// through shared memory; with one piece the block stores the column's sum, otherwise
+// partial[(o * P + p) * inner + c].
+template <DType DT>
+__global__ void sum_cols_kernel(const void* x, void* out, float* partial, int64_t outer, int64_t r, int64_t inner, int64_t chunk) {
+  __shared__ float part[8][33];
+  const int64_t tiles_per_outer = (inner + 31) / 32, tiles = outer * tiles_per_outer;
+  const int tx = threadIdx.x, ty = threadIdx.y, TY = blockDim.y;
+  const int64_t p = blockIdx.y, P = gridDim.y;
+  const int64_t b = p * chunk, e = min(r, b + chunk);
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int64_t o = t / tiles_per_outer, c = (t - o * tiles_per_outer) * 32 + tx;
+    float acc = 0.0f;
+    if (c < inner) {
+      const int64_t base = o * r * inner + c;
+      int64_t k = b + ty;
+      for (; k + 3 * TY < e; k += 4 * TY) {
+        const float v0 = load_t<DT>(x, base + k * inner), v1 = load_t<DT>(x, base + (k + TY) * inner);
+        const float v2 = load_t<DT>(x, base + (k + 2 * TY) * inner), v3 = load_t<DT>(x, base + (k + 3 * TY) * inner);
+        acc += v0;
+        acc += v1;
+        acc += v2;
+        acc += v3;
+      }
+      for (; k < e; k += TY) acc += load_t<DT>(x, base + k * inner);
+    }
+    if (TY > 1) {
+      part[ty][tx] = acc;
+      __syncthreads();
+      if (ty == 0)
+        for (int y = 1; y < TY; ++y) acc += part[y][tx];
+      __syncthreads();
+    }
+    if (ty == 0 && c < inner) {
+      if (P == 1) store_t<DT>(out, o * inner + c, acc);
+      else partial[(o * P + p) * inner + c] = acc;
+    }
+  }
+}
+
+// Adds the P partials of each output (o, c) in piece order: a thread per output, coalesced across c.
+template <DType DT>
+__global__ void sum_col_partials_kernel(const float* partial, void* out, int64_t outer, int64_t P, int64_t inner) {
   const int64_t n = outer * inner;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t o = idx / inner, i = idx - o * inner;
+    const int64_t o = idx / inner, c = idx - o * inner;
     float acc = 0.0f;
-    for (int64_t k = 0; k < r; ++k) acc += load_t<DT>(x, (o * r + k) * inner + i);
+    for (int64_t k = 0; k < P; ++k) acc += partial[(o * P + k) * inner + c];
     store_t<DT>(out, idx, acc);
+  }
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+unsigned capped_blocks(int64_t blocks) {
+  constexpr int64_t kMax = 65535LL * 16;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > kMax ? kMax : blocks));
+}
+
+template <DType DT>
+void launch_sum(const void* x, void* out, int64_t outer, int64_t r, int64_t inner) {
+  if (inner == 1 && r < 32) {
+    sum_short_rows_kernel<DT><<<cuda::grid_for(outer), kSumThreads, 0, S()>>>(x, out, outer, r);
+    return;
+  }
+  if (inner == 1 && r <= 2048 && outer >= 4 * kSumTargetBlocks) {
+    // Enough rows for a warp each to fill the device (>= 1024 blocks of 8 warps).
+    sum_warp_rows_kernel<DT><<<capped_blocks(ceil_div(outer, kSumThreads / 32)), kSumThreads, 0, S()>>>(x, out, outer, r);
+    return;
+  }
+  float* partial = nullptr;
+  if (inner == 1) {
+    int64_t P = 1;
+    if (outer < kSumTargetBlocks) P = std::max<int64_t>(1, std::min(ceil_div(r, kSumMinRowChunk), ceil_div(kSumTargetBlocks, outer)));
+    // Pieces of a multiple of 8 elements: 16-byte aligned whenever the row start is.
+    const int64_t chunk = ceil_div(ceil_div(r, P), 8) * 8;
+    P = ceil_div(r, chunk);
+    if (P > 1) partial = static_cast<float*>(cuda::alloc(static_cast<size_t>(outer * P) * sizeof(float), "sum"));
+    const dim3 grid(static_cast<unsigned>(P), static_cast<unsigned>(std::min<int64_t>(outer, 65535)));
+    sum_rows_kernel<DT><<<grid, kSumThreads, 0, S()>>>(x, out, partial, outer, r, chunk);
+    if (P > 1) sum_row_partials_kernel<DT><<<capped_blocks(ceil_div(outer, kSumThreads / 32)), kSumThreads, 0, S()>>>(partial, out, outer, P);
+  } else {
+    const int64_t tiles = outer * ceil_div(inner, 32);
+    const int ty = r >= 64 ? 8 : r >= 16 ? 4 : r >= 4 ? 2 : 1;
+    int64_t P = 1;
+    // At least 16 rows per thread in a piece.
+    if (tiles < kSumTargetBlocks) P = std::max<int64_t>(1, std::min(ceil_div(r, 16 * ty), ceil_div(kSumTargetBlocks, tiles)));
+    const int64_t chunk = ceil_div(r, P);
+    P = ceil_div(r, chunk);
+    if (P > 1) partial = static_cast<float*>(cuda::alloc(static_cast<size_t>(outer * P * inner) * sizeof(float), "sum"));
+    const dim3 grid(capped_blocks(tiles), static_cast<unsigned>(P));
+    sum_cols_kernel<DT><<<grid, dim3(32, ty), 0, S()>>>(x, out, partial, outer, r, inner, chunk);
+    if (P > 1) sum_col_partials_kernel<DT><<<cuda::grid_for(outer * inner), kSumThreads, 0, S()>>>(partial, out, outer, P, inner);
+  }
+  if (partial) {
+    cuda::check_last("sum");
+    cuda::free(partial);  // stream-ordered: the next user of the block runs after the kernels above
   }
 }
 
@@ -135,17 +342,7 @@ void where_cuda(const void* cond, DType cond_dt, const void* a, const void* b, D
 
 void sum_cuda(const void* x, DType dt, void* out, int64_t outer, int64_t r, int64_t inner) {
   if (outer * inner <= 0) return;
-  dispatch_float(dt, [&](auto c) {
-    constexpr DType DT = decltype(c)::value;
-    if (inner == 1 && r >= 64) {
-      for (int64_t row0 = 0; row0 < outer; row0 += 2147483647LL) {
-        unsigned blocks = static_cast<unsigned>(std::min<int64_t>(outer - row0, 2147483647LL));
-        sum_rows_kernel<DT><<<blocks, 256, 0, S()>>>(static_cast<const char*>(x) + row0 * r * dtype_size(dt), static_cast<char*>(out) + row0 * dtype_size(dt), r);
-      }
-    } else {
-      sum_cols_kernel<DT><<<cuda::grid_for(outer * inner), 256, 0, S()>>>(x, out, outer, r, inner);
-    }
-  });
+  dispatch_float(dt, [&](auto c) { launch_sum<decltype(c)::value>(x, out, outer, r, inner); });
   cuda::check_last("sum");
 }
 
