@@ -2,12 +2,14 @@
 // native/cpu/reduce_extra_ops.h, shared with the CPU). The input is (outer, R, inner):
 // - inner == 1, R <= 1024: a warp per row; lanes walk the row with stride 32, then a shuffle butterfly.
 // - inner == 1, longer rows: a block of 512 per row (warp butterflies, then every thread folds the 16
-//   warp states in order). Reductions with few long rows also split each row over P blocks, which
-//   write partial states that a second kernel folds (a warp per row).
+//   warp states in order). With few long rows each row is split over P blocks, which write partial
+//   states that a second kernel folds (a warp per row).
 // - inner > 1: blocks of 32 columns x TY threads along R (8, or 32 when there are few column tiles);
-//   coalesced across columns; the TY partial states are folded in order through shared memory.
-// Softmax reads its row twice (state, then map). Launch shapes depend only on the tensor shape and no
-// atomics are used, so results are bitwise repeatable.
+//   coalesced across columns; the TY partial states are folded in order through shared memory. With few
+//   column tiles and a long R, R is split over P blocks the same way (a thread per column folds them).
+// Softmax reads its input twice (state, then map); when split, the folded states go to a buffer and a
+// third kernel maps the elements. Launch shapes depend only on the tensor shape and no atomics are used,
+// so results are bitwise repeatable.
 #include <algorithm>
 #include <cstring>
 
@@ -89,37 +91,57 @@ __global__ void rows_block_kernel(Op op, int64_t outer, int64_t R, int64_t chunk
   }
 }
 
-// Folds the P partial states of each row (a warp per row) and writes the result.
+// Folds the P partial states of each row (a warp per row); writes the result, or for a map op stores the
+// row's state in final[row].
 template <class Op>
-__global__ void fold_partials_kernel(Op op, const typename Op::State* partial, int64_t outer, int64_t P) {
+__global__ void fold_partials_kernel(Op op, const typename Op::State* partial, int64_t outer, int64_t P, typename Op::State* final) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
   for (int64_t row = blockIdx.x * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5); row < outer; row += warps) {
     typename Op::State s = op.init();
     for (int64_t p = lane; p < P; p += 32) s = op.combine(s, partial[row * P + p]);
     s = warp_fold(op, s);
-    if (lane == 0) op.write(s, row);
+    if (lane == 0) {
+      if constexpr (Op::kMap) final[row] = s;
+      else op.write(s, row);
+    }
   }
 }
 
-// inner > 1: a block covers 32 columns of one outer index; threadIdx.y walks R with stride blockDim.y.
+// Map ops over split rows: block (row, p) maps piece p of the row with the row's folded state.
 template <class Op>
-__global__ void cols_kernel(Op op, int64_t outer, int64_t R, int64_t inner) {
+__global__ void map_rows_kernel(Op op, const typename Op::State* final, int64_t outer, int64_t R, int64_t chunk) {
+  const int64_t r_begin = blockIdx.y * chunk, r_end = min(R, r_begin + chunk);
+  for (int64_t row = blockIdx.x; row < outer; row += gridDim.x) {
+    const typename Op::State s = final[row];
+    for (int64_t r = r_begin + threadIdx.x; r < r_end; r += blockDim.x) op.map(s, row * R + r);
+  }
+}
+
+// inner > 1: a block covers 32 columns of one outer index; threadIdx.y walks the piece
+// [p * chunk, (p + 1) * chunk) of R (p = blockIdx.y) with stride blockDim.y. With one piece the block
+// writes (or maps) the columns itself; otherwise it stores its states in partial[(o * P + p) * inner + col].
+template <class Op>
+__global__ void cols_kernel(Op op, int64_t outer, int64_t R, int64_t inner, int64_t chunk, typename Op::State* partial) {
   __shared__ typename Op::State states[32][32];
   const int64_t tiles_per_outer = (inner + 31) / 32, tiles = outer * tiles_per_outer;
   const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t p = blockIdx.y, P = gridDim.y;
+  const int64_t r_begin = p * chunk, r_end = min(R, r_begin + chunk);
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const int64_t o = t / tiles_per_outer, col = (t - o * tiles_per_outer) * 32 + tx;
     const bool valid = col < inner;
     typename Op::State s = op.init();
     if (valid)
-      for (int64_t r = ty; r < R; r += blockDim.y) s = op.push(s, (o * R + r) * inner + col, r);
+      for (int64_t r = r_begin + ty; r < r_end; r += blockDim.y) s = op.push(s, (o * R + r) * inner + col, r);
     states[ty][tx] = s;
     __syncthreads();
     s = states[0][tx];
     for (int y = 1; y < int(blockDim.y); ++y) s = op.combine(s, states[y][tx]);
     if (valid) {
-      if constexpr (Op::kMap) {
+      if (P > 1) {
+        if (ty == 0) partial[(o * P + p) * inner + col] = s;
+      } else if constexpr (Op::kMap) {
         for (int64_t r = ty; r < R; r += blockDim.y) op.map(s, (o * R + r) * inner + col);
       } else if (ty == 0) {
         op.write(s, o * inner + col);
@@ -129,41 +151,87 @@ __global__ void cols_kernel(Op op, int64_t outer, int64_t R, int64_t inner) {
   }
 }
 
+// Folds the P partial states of each column (o, col) in piece order (a thread per column, coalesced);
+// writes the result, or for a map op stores the state in final[o * inner + col].
+template <class Op>
+__global__ void fold_col_partials_kernel(Op op, const typename Op::State* partial, int64_t outer, int64_t P, int64_t inner, typename Op::State* final) {
+  const int64_t n = outer * inner;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = idx / inner, col = idx - o * inner;
+    typename Op::State s = op.init();
+    for (int64_t p = 0; p < P; ++p) s = op.combine(s, partial[(o * P + p) * inner + col]);
+    if constexpr (Op::kMap) final[idx] = s;
+    else op.write(s, idx);
+  }
+}
+
+// Map ops over split columns: every element (o, r, col) with its column's folded state.
+template <class Op>
+__global__ void map_cols_kernel(Op op, const typename Op::State* final, int64_t outer, int64_t R, int64_t inner) {
+  const int64_t n = outer * R * inner, per_outer = R * inner;
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n; k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = k / per_outer, col = (k - o * per_outer) % inner;
+    op.map(final[o * inner + col], k);
+  }
+}
+
 unsigned capped_grid(int64_t blocks) {
   constexpr int64_t kMax = 65535LL * 16;
   return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > kMax ? kMax : blocks));
 }
 
+// Split launches aim at this many blocks (~8 per SM of 132, two waves of 256-thread blocks).
+constexpr int64_t kSplitTargetBlocks = 2048;
+
 template <class Op>
 void launch(const Op& op, int64_t outer, int64_t R, int64_t inner, const char* fn) {
   using State = typename Op::State;
   if (outer * inner == 0 || (Op::kMap && R == 0)) return;
+  State* partial = nullptr;
+  State* final = nullptr;
   if (inner > 1) {
     const int64_t tiles = outer * ((inner + 31) / 32);
-    const int ty = tiles >= 1024 ? 8 : 32;
-    cols_kernel<Op><<<capped_grid(tiles), dim3(32, ty), 0, S()>>>(op, outer, R, inner);
+    int64_t P = 1;
+    // Few column tiles and a long R: split R into pieces of at least 16 rows per thread (TY = 8).
+    if (tiles < 512) P = std::max<int64_t>(1, std::min((R + 127) / 128, (kSplitTargetBlocks + tiles - 1) / tiles));
+    const int64_t chunk = (R + P - 1) / P;
+    P = (R + chunk - 1) / chunk;
+    if (P <= 1) {
+      const int ty = tiles >= 1024 ? 8 : 32;
+      cols_kernel<Op><<<capped_grid(tiles), dim3(32, ty), 0, S()>>>(op, outer, R, inner, R, nullptr);
+    } else {
+      partial = static_cast<State*>(cuda::alloc(static_cast<size_t>(outer * P * inner) * sizeof(State), fn));
+      if (Op::kMap) final = static_cast<State*>(cuda::alloc(static_cast<size_t>(outer * inner) * sizeof(State), fn));
+      cols_kernel<Op><<<dim3(capped_grid(tiles), static_cast<unsigned>(P)), dim3(32, 8), 0, S()>>>(op, outer, R, inner, chunk, partial);
+      fold_col_partials_kernel<Op><<<cuda::grid_for(outer * inner), 256, 0, S()>>>(op, partial, outer, P, inner, final);
+      if constexpr (Op::kMap) map_cols_kernel<Op><<<cuda::grid_for(outer * R * inner), 256, 0, S()>>>(op, final, outer, R, inner);
+    }
   } else if (R <= kWarpRowMax) {
     rows_warp_kernel<Op><<<capped_grid((outer + 7) / 8), 256, 0, S()>>>(op, outer, R);
   } else {
-    // Split rows only when there are too few of them to fill the device (and never for softmax).
+    // Split rows only when there are too few of them to fill the device.
     int64_t P = 1;
-    if (!Op::kMap && outer < 1024) {
+    if (outer < 1024) {
       P = (R + 8 * kRowBlock - 1) / (8 * kRowBlock);
       P = std::max<int64_t>(1, std::min(P, (1024 + outer - 1) / outer));
     }
     const int64_t chunk = (R + P - 1) / P;
+    P = (R + chunk - 1) / chunk;
     const dim3 grid(capped_grid(std::min<int64_t>(outer, 65535)), static_cast<unsigned>(P));
     if (P == 1) {
       rows_block_kernel<Op><<<grid, kRowBlock, 0, S()>>>(op, outer, R, chunk, nullptr);
-    } else if constexpr (!Op::kMap) {
-      auto* partial = static_cast<State*>(cuda::alloc(static_cast<size_t>(outer * P) * sizeof(State), fn));
+    } else {
+      partial = static_cast<State*>(cuda::alloc(static_cast<size_t>(outer * P) * sizeof(State), fn));
+      if (Op::kMap) final = static_cast<State*>(cuda::alloc(static_cast<size_t>(outer) * sizeof(State), fn));
       rows_block_kernel<Op><<<grid, kRowBlock, 0, S()>>>(op, outer, R, chunk, partial);
-      fold_partials_kernel<Op><<<capped_grid((outer + 7) / 8), 256, 0, S()>>>(op, partial, outer, P);
-      cuda::check_last(fn);
-      cuda::free(partial);  // stream-ordered: reused only after the kernels above
+      fold_partials_kernel<Op><<<capped_grid((outer + 7) / 8), 256, 0, S()>>>(op, partial, outer, P, final);
+      if constexpr (Op::kMap) map_rows_kernel<Op><<<grid, kRowBlock, 0, S()>>>(op, final, outer, R, chunk);
     }
   }
   cuda::check_last(fn);
+  // Stream-ordered: the blocks are reused only after the kernels above.
+  if (partial) cuda::free(partial);
+  if (final) cuda::free(final);
 }
 
 template <DType DT>
