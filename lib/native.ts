@@ -133,6 +133,8 @@ export interface NativeBinding {
   adamwStep(
     ...args: [param: NativeHandle, grad: NativeHandle, expAvg: NativeHandle, expAvgSq: NativeHandle, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number]
   ): void;
+  // sum of the squares of every element of float tensors on one device -> 0-d float32 tensor (native/ops/adamw.cc)
+  multiNormSq(tensors: NativeHandle[]): NativeHandle;
   // devices and memory
   compiledWithCuda(): boolean;
   cudaAvailable(): boolean;

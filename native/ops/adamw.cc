@@ -5,8 +5,13 @@
 // not yet run backward) sees the new values; lib/optim/adamw.ts owns the state tensors and is the only
 // caller. grad has the same number of elements (any shape) in float32, float16 or bfloat16. The bias corrections are
 // computed here in double, as PyTorch computes them in Python floats. Returns undefined.
+// Also `multiNormSq(tensors[])`: the float32 sum of the squares of every element of a list of float tensors
+// on one device, as a 0-d float32 tensor on that device (the squared global gradient norm of
+// lib/optim/clip.ts; on CUDA one multi-tensor kernel, cuda/multi_norm.cu, with no host synchronization).
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "../../cuda/launch.h"
 #include "../addon.h"
@@ -15,7 +20,9 @@
 #include "../cpu/adamw_cpu.h"
 #ifdef MAMBA_WITH_CUDA
 #include "../../cuda/adamw.h"
+#include "../../cuda/multi_norm.h"
 #endif
+#include "../elem.h"
 
 namespace mamba {
 namespace {
@@ -92,8 +99,67 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The CPU twin of cuda/multi_norm.cu's order: float32 partials over chunks of 64K elements, added in order.
+float multi_norm_sq_cpu(const std::vector<const TensorHandle*>& ts) {
+  constexpr int64_t kChunk = 65536;
+  float total = 0.0f;
+  for (const TensorHandle* t : ts) {
+    const int64_t n = t->numel();
+    for (int64_t b = 0; b < n; b += kChunk) {
+      const int64_t e = std::min(n, b + kChunk);
+      float acc = 0.0f;
+      for (int64_t i = b; i < e; ++i) {
+        const float v = load_float(t->data(), i, t->dtype());
+        acc += v * v;
+      }
+      total += acc;
+    }
+  }
+  return total;
+}
+
+// multiNormSq(tensors[]) -> 0-d float32 tensor: sum over all tensors of the squares of their elements.
+Napi::Value MultiNormSq(const Napi::CallbackInfo& info) {
+  const char* fn = "multiNormSq";
+  if (info.Length() < 1 || !info[0].IsArray()) fail(ErrorKind::Argument, fn, "tensors", arg_prefix(fn, "tensors") + "expected an array of tensors");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  if (arr.Length() == 0) fail(ErrorKind::Argument, fn, "tensors", arg_prefix(fn, "tensors") + "must hold at least one tensor");
+  std::vector<const TensorHandle*> ts;
+  ts.reserve(arr.Length());
+  for (uint32_t k = 0; k < arr.Length(); ++k) {
+    Napi::Value v = arr.Get(k);
+    if (!TensorHandle::Is(info.Env(), v)) fail(ErrorKind::Argument, fn, "tensors", arg_prefix(fn, "tensors") + "expected only tensor handles");
+    const TensorHandle* t = TensorHandle::Unwrap(v.As<Napi::Object>());
+    if (t->disposed()) fail(ErrorKind::Disposed, fn, "tensors", arg_prefix(fn, "tensors") + "holds a disposed tensor (index " + std::to_string(k) + ")");
+    if (!is_floating(t->dtype()))
+      fail(ErrorKind::DType, fn, "tensors", arg_prefix(fn, "tensors") + "expected float tensors but index " + std::to_string(k) + " is " + dtype_name(t->dtype()));
+    if (!ts.empty() && t->device() != ts[0]->device())
+      fail(ErrorKind::Device, fn, "tensors", arg_prefix(fn, "tensors") + "mixes devices: index " + std::to_string(k) + " is on " + device_name(t->device()) +
+                                                " but index 0 is on " + device_name(ts[0]->device()));
+    ts.push_back(t);
+  }
+  const Device dev = ts[0]->device();
+  auto out = Storage::allocate(dev, sizeof(float), fn);
+  if (dev == Device::CPU) {
+    *static_cast<float*>(out->ptr) = multi_norm_sq_cpu(ts);
+  } else {
+#ifdef MAMBA_WITH_CUDA
+    std::vector<MultiNormTensor> list;
+    list.reserve(ts.size());
+    for (const TensorHandle* t : ts) list.push_back({t->data(), t->numel(), t->dtype()});
+    multi_norm_sq_cuda(list, static_cast<float*>(out->ptr));
+#else
+    refuse_cuda(fn);
+#endif
+  }
+  return TensorHandle::Create(info.Env(), out, {}, DType::Float32);
+}
+
 }  // namespace
 
-void InitAdamW(Napi::Env env, Napi::Object exports) { export_fn<AdamWStep>(env, exports, "adamwStep"); }
+void InitAdamW(Napi::Env env, Napi::Object exports) {
+  export_fn<AdamWStep>(env, exports, "adamwStep");
+  export_fn<MultiNormSq>(env, exports, "multiNormSq");
+}
 
 }  // namespace mamba
