@@ -32,7 +32,16 @@ LiveCounts& live_counts() {
   return c;
 }
 
-int64_t take_external_delta() { return g_external_delta.exchange(0); }
+int64_t take_external_delta() {
+  static int64_t reported_cuda_reserved = 0;  // JS thread only (report_external_memory)
+  int64_t d = g_external_delta.exchange(0);
+  if (cuda::compiled_with_cuda()) {
+    const int64_t reserved = static_cast<int64_t>(cuda::allocator_stats().reserved_bytes);
+    d += reserved - reported_cuda_reserved;
+    reported_cuda_reserved = reserved;
+  }
+  return d;
+}
 
 int64_t shape_numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -50,9 +59,16 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes, const ch
   }
 }
 
+// Host bytes are reported to V8 as they come and go. CUDA bytes are not: V8 starts a garbage collection
+// whenever the reported external memory rises 64 MB above its lowest point since the last full GC (and a
+// full, blocking one at a few GB), so reporting every short-lived CUDA tensor made one op that allocates
+// 75 MB (rmsNorm with a float32 residual) trigger a mark-compact every call or two, and a training step
+// that holds GBs of activations trigger several blocking collections, while the GPU waited for the host.
+// CUDA memory is reported as the caching allocator's reserved bytes instead (take_external_delta): they
+// grow only when the cache cannot serve a request, which is when collecting leaked handles helps.
 static void count_storage(Device d, int64_t bytes) {
   live_counts().bytes[static_cast<int>(d)] += bytes;
-  g_external_delta += bytes;
+  if (d == Device::CPU) g_external_delta += bytes;
 }
 
 Storage::Storage(Device d, void* p, size_t b) : device(d), ptr(p), bytes(b) { count_storage(d, static_cast<int64_t>(b)); }

@@ -31,8 +31,10 @@ struct LiveCounts {
 };
 LiveCounts& live_counts();
 
-// Bytes allocated minus bytes freed since the last report to V8 (AdjustExternalMemory). Finalizers
-// only update this number; the next call from JS reports it, so no N-API call runs inside a finalizer.
+// The change of external memory since the last report to V8 (AdjustExternalMemory): host tensor bytes
+// allocated minus freed, plus the change of the CUDA allocator's reserved bytes (see tensor.cc). Finalizers
+// only update the host count; the next call from JS reports it, so no N-API call runs inside a finalizer.
+// Call only from the JS thread.
 int64_t take_external_delta();
 
 int64_t shape_numel(const std::vector<int64_t>& shape);
