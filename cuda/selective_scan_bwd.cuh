@@ -525,7 +525,7 @@ void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspa
 
 template <DType kType>
 void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
-  if (use_bwd_fast(p)) {
+  if (use_bwd_fast(p) && bwd_fast_fits_one_wave<kType>(p)) {
     BwdWorkspace ws;
     bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
     zero_bc_accumulators(ws, stream);

@@ -1,22 +1,24 @@
-// Selective-scan backward, fast path for dstate == 16 with variable B and C when batch * dim is large (S1, S2),
-// non-deterministic mode. Included by selective_scan_bwd.cuh, which owns the workspace and the finishing kernels
-// (dB/dC conversion, per-channel sums over the batch); this kernel fills the same workspace as the warp-chunk
-// kernel: dB_acc/dC_acc by fp32 atomics, dA_part/dD_part/ddb_part per (b, d).
+// Selective-scan backward, fast path for dstate == 16 with variable B and C when batch * dim is large and the
+// grid fits in one wave (S1), non-deterministic mode. Included by selective_scan_bwd.cuh, which owns the
+// workspace and the finishing kernels (dB/dC conversion, per-channel sums over the batch); this kernel fills the
+// same workspace as the warp-chunk kernel: dB_acc/dC_acc by fp32 atomics, dA_part/dD_part/ddb_part per (b, d).
 //
 // Layout as the forward fast path: lane = (channel cl, quad j of 4 states), 8 channels per warp, kBfChannels per
-// block, strictly sequential in time, one chunk = one checkpoint interval (kScanCheckpointChunk steps), chunks
-// walked last to first. Per chunk:
-//   1. stage B, C as (t, 16) fp32 and per (t, channel) (dt, dt*u, dy, u) and (softplus', dout*silu'(z)) where
-//      dy = dout*silu(z) is the gradient of the pre-gate output;
-//   2. prepass: from the chunk's checkpoint, run the recurrence to the starts of sub-chunks 1..3 (registers);
-//   3. per sub-chunk of kBfSub steps, last to first: recompute its states into registers H (and the pre-gate
+// block, strictly sequential in time, one chunk = one checkpoint interval (kScanCheckpointChunk = 32 steps),
+// chunks walked last to first. Per chunk:
+//   1. convert the chunk's inputs, copied by cp.async during the previous chunk, into B, C as (t, 16) fp32 and
+//      per (t, channel) (dt, dt*u, dy, u) and (softplus', dout*silu'(z)), where dy = dout*silu(z) is the gradient
+//      of the pre-gate output; start the copies of the next chunk;
+//   2. prepass: from the chunk's checkpoint, run the recurrence to the starts of sub-chunks 1..3 (shared memory);
+//   3. per sub-chunk of kBfSub = 8 steps, last to first: recompute its states into registers H (and the pre-gate
 //      output y when z is given), then walk it backwards with the adjoint g_t = C_t*dy_t + a_{t+1}*g_{t+1}:
 //      dA, and per step s1 = sum_n g*B, s2 = sum_n A*g*a*h_{t-1} (du = dt*s1 + D*dy, ddelta = (s2 + u*s1)*
 //      softplus'), dB = g*dt*u and dC = h*dy summed over the block's channels through shared memory every
 //      kBfRed steps and added to the accumulators with one fp32 atomic per (b, state, step) per block.
-// Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~30 instructions, against ~65 for the
-// warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole sums for
-// some steps), so no lane idles and no value is reduced twice.
+// Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~38 instructions (ncu), against ~65
+// for the warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole
+// sums for some steps). At S1 the work is only 1536 warps (11.6 per SM), so the kernel is latency-bound
+// (ncu: ~0.37 instructions issued per cycle per scheduler); see docs/perf.md.
 #pragma once
 #include "selective_scan_common.cuh"
 
@@ -24,9 +26,9 @@ namespace mamba {
 namespace ss {
 
 #ifndef MAMBA_SS_BWD_FAST
-#define MAMBA_SS_BWD_FAST 0
+#define MAMBA_SS_BWD_FAST 1
 #endif
-// Resident blocks per SM asked of the compiler: 3 (72 KB shared each) caps registers at 170.
+// Resident blocks per SM asked of the compiler: 3 (64-74 KB shared each) caps registers at 168; S1 needs 2.9.
 #ifndef MAMBA_SS_BWD_FAST_MIN_BLOCKS
 #define MAMBA_SS_BWD_FAST_MIN_BLOCKS 3
 #endif
@@ -34,27 +36,36 @@ constexpr int kBfWarps = 4;
 constexpr int kBfThreads = kBfWarps * 32;
 constexpr int kBfChannels = kBfWarps * 8;
 constexpr int kBfChunk = kScanCheckpointChunk;  // one checkpoint interval
-constexpr int kBfSub = 16;                      // steps whose states a lane keeps in registers
-constexpr int kBfHalf = kBfSub / 2;             // steps per reduce-scatter of s1/s2/y
+constexpr int kBfSub = 8;                       // steps whose states a lane keeps in registers
 constexpr int kBfRed = 4;                       // steps per dB/dC reduction over channels
-static_assert(kBfChunk == 64 && kBfChunk % kBfSub == 0, "staging maps 128 threads onto 64 steps");
-static_assert(kBfThreads == 16 * kBfChunk / kItems, "one B run and one C run per thread");
-static_assert(2 * kBfThreads == kBfChannels * kBfChunk / kItems, "two channel runs per thread");
+constexpr int kBfSubs = kBfChunk / kBfSub;
+static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
+static_assert(kBfThreads == 2 * 16 * kBfChunk / kItems, "one B or C run per thread");
+static_assert(kBfThreads == kBfChannels * kBfChunk / kItems, "one channel run per thread");
 static_assert(kBfThreads / 4 == 2 * kBfRed * 4, "one reduction output per 4 threads");
+static_assert(kBfSub % kBfRed == 0, "flushes fall inside a sub-chunk");
 
 inline bool use_bwd_fast(const SelectiveScanParams& p) {
   return MAMBA_SS_BWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C && !p.deterministic &&
          static_cast<long>(p.batch) * p.dim >= 4096;
 }
 
-inline size_t bwd_fast_smem_bytes() {
+// raw_bytes: the cp.async staging buffers of one chunk in the io dtype (BfRaw<Io>::kBytes).
+inline size_t bwd_fast_smem_bytes(size_t raw_bytes) {
   return sizeof(float) * (2 * kBfChunk * 16) + sizeof(float4) * kBfChunk * kBfChannels +
-         sizeof(float2) * kBfChunk * kBfChannels + sizeof(float4) * 2 * kBfRed * kBfChannels * 4;
+         sizeof(float2) * kBfChunk * kBfChannels + sizeof(float4) * 2 * kBfRed * kBfChannels * 4 +
+         sizeof(float4) * (kBfSubs + 1) * kBfThreads + raw_bytes;
 }
 
-// Reduce-scatter of v[0..7] (one value per step of a half sub-chunk) over the 4 lanes of a channel: afterwards
+// Bytes of the raw (io dtype) cp.async staging buffers of one chunk: u, delta, dout, z and B, C.
+template <class Io>
+struct BfRaw {
+  static constexpr size_t kBytes = sizeof(typename Io::raw) * (4 * kBfChannels * kBfChunk + 2 * 16 * kBfChunk);
+};
+
+// Reduce-scatter of v[0..7] (one value per step of a sub-chunk) over the 4 lanes of a channel: afterwards
 // lane j holds the 4-lane sums of steps 4*(j&1) + 2*(j>>1) + {0, 1} in v[0], v[1].
-__device__ __forceinline__ void reduce_scatter8(float (&v)[kBfHalf], int j) {
+__device__ __forceinline__ void reduce_scatter8(float (&v)[kBfSub], int j) {
   const bool b0 = j & 1, b1 = j & 2;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
@@ -95,7 +106,12 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   float* sC = sB + kBfChunk * 16;                                     // (kBfChunk, 16)
   float4* sE = reinterpret_cast<float4*>(sC + kBfChunk * 16);         // (kBfChunk, kBfChannels) dt, dt*u, dy, u
   float2* sF = reinterpret_cast<float2*>(sE + kBfChunk * kBfChannels);  // (kBfChunk, kBfChannels) softplus', dz factor
-  float4* sRed = reinterpret_cast<float4*>(sF + kBfChunk * kBfChannels);  // (2, kBfRed, kBfChannels, 4) dB / dC quads
+  // (2 matrices, kBfRed steps, kBfChannels, 4 quads) dB / dC of the block's lanes, as float4 over a quad
+  float4* sRed = reinterpret_cast<float4*>(sF + kBfChunk * kBfChannels);
+  float4* sHs = sRed + 2 * kBfRed * kBfChannels * 4;  // (kBfSubs, kBfThreads) each lane's sub-chunk start states
+  float4* sCk = sHs + kBfSubs * kBfThreads;           // (kBfThreads) each lane's checkpoint of the next chunk
+  raw* rawE = reinterpret_cast<raw*>(sCk + kBfThreads);  // (4 arrays u/delta/dout/z, kBfChannels, kBfChunk)
+  raw* rawBC = rawE + 4 * kBfChannels * kBfChunk;        // (2 matrices, 16, kBfChunk)
   const float4* sB4 = reinterpret_cast<const float4*>(sB);
   const float4* sC4 = reinterpret_cast<const float4*>(sC);
 
@@ -114,14 +130,16 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   const bool vec_du = rows_vectorizable(p.du, L), vec_ddl = rows_vectorizable(p.ddelta, L);
   const bool vec_dz = rows_vectorizable(p.dz, L);
 
-  // Staging role: B/C state row sn at step offset soff; channel cs at step offsets s_off[0], s_off[1].
-  const int sn = tid % 16, soff = (tid / 16) * kItems;
-  const int cs = tid % 32;
+  // Staging role: B (threads 0..63) or C (64..127) state row sn at step offset soff; channel cs at offset c_off.
+  const int sm = tid / 64, sn = tid % 16, soff = ((tid / 16) % 4) * kItems;
+  const raw* s_bc = (sm == 0 ? Bg : Cg) + static_cast<size_t>(sn) * L;
+  float* s_dst = sm == 0 ? sB : sC;
+  const bool vec_bc = sm == 0 ? vec_B : vec_C;
+  const int cs = tid % 32, c_off = (tid / 32) * kItems;
   const bool s_active = tile * kBfChannels + cs < gs;
   const int ds = g * gs + (s_active ? tile * kBfChannels + cs : 0);
   const size_t s_row = (static_cast<size_t>(b) * p.dim + ds) * L;
   const float s_bias = (s_active && p.has_delta_bias) ? p.delta_bias[ds] : 0.f;
-  const int s_off[2] = {(tid / 32) * kItems, (tid / 32) * kItems + kBfThreads / 32 * kItems};
 
   // Scan role: channel cl, states 4j .. 4j+3.
   const int cl = (tid / 32) * 8 + lane / 4, j = lane % 4;
@@ -144,45 +162,118 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   // Reduction role (between barriers): output o = (matrix m, slot k, quad jq), channels 8*part .. 8*part+7.
   const int r_o = tid / 4, r_part = tid % 4;
   const int r_m = r_o / (kBfRed * 4), r_k = (r_o / 4) % kBfRed, r_jq = r_o % 4;
+  // Sums the staged steps t0g .. t0g + kBfRed - 1 over the block's channels and adds them to the accumulators.
+  auto flush = [&](int t0g) {
+    const float4* src = sRed + (r_m * kBfRed + r_k) * kBfChannels * 4 + r_part * 8 * 4 + r_jq;
+    float4 v[8];
+#pragma unroll
+    for (int ch = 0; ch < 8; ++ch) v[ch] = src[ch * 4];
+#pragma unroll
+    for (int w = 4; w >= 1; w >>= 1)
+#pragma unroll
+      for (int ch = 0; ch < w; ++ch) {
+        v[ch].x += v[ch + w].x;
+        v[ch].y += v[ch + w].y;
+        v[ch].z += v[ch + w].z;
+        v[ch].w += v[ch + w].w;
+      }
+    float4 acc = v[0];
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
+      acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
+      acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
+      acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
+    }
+    // Each of the 4 lanes adds one state of the quad.
+    const int tt = t0g + r_k;
+    const float val = r_part == 0 ? acc.x : r_part == 1 ? acc.y : r_part == 2 ? acc.z : acc.w;
+    if (tt < L)
+      atomicAdd((r_m == 0 ? ws.dB_acc : ws.dC_acc) + group_off + static_cast<size_t>(4 * r_jq + r_part) * L + tt, val);
+  };
 
   const int n_ckpt = num_ckpts(L);
+  // The next chunk's inputs (u, delta, dout, z runs of the staging channel, the B or C run, this lane's checkpoint)
+  // are copied with cp.async into raw buffers while the current chunk is computed; each thread copies, waits for
+  // and converts only its own runs, so the raw buffers need no barrier. Rows that do not allow 16-byte copies use
+  // synchronous loads instead.
+  const raw* in_rows[4] = {static_cast<const raw*>(p.u) + s_row, static_cast<const raw*>(p.delta) + s_row,
+                           static_cast<const raw*>(p.dout) + s_row,
+                           p.has_z ? static_cast<const raw*>(p.z) + s_row : nullptr};
+  const bool async = MAMBA_SS_ASYNC_STAGE && vec_u && vec_dl && vec_dout && (!p.has_z || vec_z) && vec_B && vec_C &&
+                     reinterpret_cast<uintptr_t>(p.checkpoints) % 16 == 0;
+  constexpr int kRunCopies = kItems * static_cast<int>(sizeof(raw)) / 16;  // 16-byte copies per run
+  raw* my_raw_bc = rawBC + (sm * 16 + sn) * kBfChunk + soff;
+  auto prefetch = [&](int cn) {
+    if (!async || cn < 0) return;
+    const int tn = cn * kBfChunk;
+    const bool in_c = tn + c_off < L, in_bc = tn + soff < L;  // runs lie wholly inside or outside [0, L)
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (k == 3 && !p.has_z) continue;
+      raw* dst = rawE + (k * kBfChannels + cs) * kBfChunk + c_off;
+      const raw* src = in_rows[k] + (in_c ? tn + c_off : 0);
+#pragma unroll
+      for (int q = 0; q < kRunCopies; ++q)
+        cp_async16(dst + q * 16 / static_cast<int>(sizeof(raw)), src + q * 16 / static_cast<int>(sizeof(raw)),
+                   s_active && in_c ? 16 : 0);
+    }
+    const raw* src_bc = s_bc + (in_bc ? tn + soff : 0);
+#pragma unroll
+    for (int q = 0; q < kRunCopies; ++q)
+      cp_async16(my_raw_bc + q * 16 / static_cast<int>(sizeof(raw)), src_bc + q * 16 / static_cast<int>(sizeof(raw)),
+                 in_bc ? 16 : 0);
+    cp_async16(&sCk[tid], p.checkpoints + (bdl * n_ckpt + cn) * N + 4 * j, l_active ? 16 : 0);
+    cp_async_commit();
+  };
+  prefetch(n_ckpt - 1);
+
   for (int c = n_ckpt - 1; c >= 0; --c) {
     const int t0 = c * kBfChunk;
-    __syncthreads();  // the previous chunk's readers are done with every buffer
+    __syncthreads();  // the previous chunk's readers are done with every fp32 buffer
+    float h_ck[4];  // this lane's checkpoint: the state before the chunk
     {
       float v[kItems];
-      load_items<Io>(Bg + static_cast<size_t>(sn) * L, t0 + soff, L, vec_B, v);
+      float in[4][kItems];
+      if (async) {
+        cp_async_wait_all();
+        load_items<Io>(my_raw_bc, 0, kItems, true, v);
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) sB[(soff + i) * N + sn] = v[i];
-      load_items<Io>(Cg + static_cast<size_t>(sn) * L, t0 + soff, L, vec_C, v);
+        for (int k = 0; k < 4; ++k)
+          if (k < 3 || p.has_z) load_items<Io>(rawE + (k * kBfChannels + cs) * kBfChunk + c_off, 0, kItems, true, in[k]);
+        const float4 ck = sCk[tid];
+        h_ck[0] = ck.x, h_ck[1] = ck.y, h_ck[2] = ck.z, h_ck[3] = ck.w;
+      } else {
+        load_items<Io>(s_bc, t0 + soff, L, vec_bc, v);
+        if (s_active) {
+          load_items<Io>(in_rows[0], t0 + c_off, L, vec_u, in[0]);
+          load_items<Io>(in_rows[1], t0 + c_off, L, vec_dl, in[1]);
+          load_items<Io>(in_rows[2], t0 + c_off, L, vec_dout, in[2]);
+          if (p.has_z) load_items<Io>(in_rows[3], t0 + c_off, L, vec_z, in[3]);
+        }
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) sC[(soff + i) * N + sn] = v[i];
-    }
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      float u[kItems], dlt[kItems], dout[kItems], z[kItems];
-      if (s_active) {
-        load_items<Io>(static_cast<const raw*>(p.u) + s_row, t0 + s_off[k], L, vec_u, u);
-        load_items<Io>(static_cast<const raw*>(p.delta) + s_row, t0 + s_off[k], L, vec_dl, dlt);
-        load_items<Io>(static_cast<const raw*>(p.dout) + s_row, t0 + s_off[k], L, vec_dout, dout);
-        if (p.has_z) load_items<Io>(static_cast<const raw*>(p.z) + s_row, t0 + s_off[k], L, vec_z, z);
+        for (int q = 0; q < 4; ++q) h_ck[q] = l_active ? p.checkpoints[(bdl * n_ckpt + c) * N + 4 * j + q] : 0.f;
       }
+      prefetch(c - 1);  // this thread's raw runs and checkpoint slot are consumed (in registers) by now
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) s_dst[(soff + i) * N + sn] = v[i];
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
-        const int t = s_off[k] + i;
+        const int t = c_off + i;
         float dt = 0.f, uu = 0.f, dy = 0.f, dsp = 0.f, dzf = 0.f;
         // Padded steps and inactive channels: dt = 0 and no output gradient, so the adjoint passes through and
         // nothing is accumulated.
         if (s_active && t0 + t < L) {
-          const float x = dlt[i] + s_bias;
+          const float x = in[1][i] + s_bias;
           dt = p.delta_softplus ? softplusf(x) : x;
           dsp = p.delta_softplus ? sigmoidf_fast(x) : 1.f;
-          uu = u[i];
-          dy = dout[i];
+          uu = in[0][i];
+          dy = in[2][i];
           if (p.has_z) {
-            const float sg = sigmoidf_fast(z[i]);
-            dy = dout[i] * z[i] * sg;
-            dzf = dout[i] * sg * fmaf(z[i], 1.f - sg, 1.f);
+            const float z = in[3][i];
+            const float sg = sigmoidf_fast(z);
+            dy = in[2][i] * z * sg;
+            dzf = in[2][i] * sg * fmaf(z, 1.f - sg, 1.f);
           }
         }
         sE[t * kBfChannels + cs] = make_float4(dt, dt * uu, dy, uu);
@@ -191,15 +282,14 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
     }
     __syncthreads();
 
-    // Prepass: the states before steps 16, 32 and 48 of the chunk.
-    float h0[4], hs1[4], hs2[4], hs3[4];
-#pragma unroll
-    for (int q = 0; q < 4; ++q) h0[q] = l_active ? p.checkpoints[(bdl * n_ckpt + c) * N + 4 * j + q] : 0.f;
+    // Prepass: the states before steps 0, 8, 16 and 24 of the chunk, kept in shared memory (registers are
+    // what limits resident warps) and read only by this lane.
     {
-      float h[4] = {h0[0], h0[1], h0[2], h0[3]};
+      float h[4] = {h_ck[0], h_ck[1], h_ck[2], h_ck[3]};
+      sHs[tid] = make_float4(h[0], h[1], h[2], h[3]);
 #pragma unroll
-      for (int s = 1; s < kBfChunk / kBfSub; ++s) {
-#pragma unroll 4
+      for (int s = 1; s < kBfSubs; ++s) {
+#pragma unroll
         for (int i = 0; i < kBfSub; ++i) {
           const int t = (s - 1) * kBfSub + i;
           const float4 e = sE[t * kBfChannels + cl];
@@ -209,25 +299,20 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
           h[2] = fmaf(fast_exp2(e.x * A2[2]), h[2], e.y * bv.z);
           h[3] = fmaf(fast_exp2(e.x * A2[3]), h[3], e.y * bv.w);
         }
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          if (s == 1) hs1[q] = h[q];
-          if (s == 2) hs2[q] = h[q];
-          if (s == 3) hs3[q] = h[q];
-        }
+        sHs[s * kBfThreads + tid] = make_float4(h[0], h[1], h[2], h[3]);
       }
     }
 
 #pragma unroll 1
-    for (int s = kBfChunk / kBfSub - 1; s >= 0; --s) {
+    for (int s = kBfSubs - 1; s >= 0; --s) {
       const int tb = s * kBfSub;  // first step of the sub-chunk within the chunk
-      float hstart[4];
-#pragma unroll
-      for (int q = 0; q < 4; ++q) hstart[q] = s == 3 ? hs3[q] : s == 2 ? hs2[q] : s == 1 ? hs1[q] : h0[q];
+      const float4 hs = sHs[s * kBfThreads + tid];
+      const float hstart[4] = {hs.x, hs.y, hs.z, hs.w};
 
-      // Recompute: H[i] = state after step tb + i; y = C . h over this lane's states, reduced below.
+      // Recompute: H[i] = state after step tb + i; y = C . h over this lane's states, reduce-scattered so lane j
+      // holds its two epilogue steps.
       float H[kBfSub][4];
-      float y[2][2];  // this lane's two steps of each half: pre-gate output without D*u
+      float y[2] = {0.f, 0.f};  // pre-gate output without D*u at this lane's two steps
       {
         float yp[kBfSub];
         float h[4] = {hstart[0], hstart[1], hstart[2], hstart[3]};
@@ -248,98 +333,67 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
           }
         }
         if (p.has_z) {
-#pragma unroll
-          for (int hf = 0; hf < 2; ++hf) {
-            float v[kBfHalf];
-#pragma unroll
-            for (int i = 0; i < kBfHalf; ++i) v[i] = yp[hf * kBfHalf + i];
-            reduce_scatter8(v, j);
-            y[hf][0] = v[0];
-            y[hf][1] = v[1];
-          }
+          reduce_scatter8(yp, j);
+          y[0] = yp[0];
+          y[1] = yp[1];
         }
       }
 
-      // Reverse walk, in two halves of kBfHalf steps (the s1/s2 reduce-scatter and the epilogue per half).
+      // Reverse walk over the sub-chunk.
+      float s1v[kBfSub], s2v[kBfSub];
 #pragma unroll
-      for (int hf = 1; hf >= 0; --hf) {
-        float s1v[kBfHalf], s2v[kBfHalf];
+      for (int i = kBfSub - 1; i >= 0; --i) {
+        const int t = tb + i;
+        const float4 e = sE[t * kBfChannels + cl];
+        const float4 bv4 = sB4[t * 4 + j];
+        const float4 cv4 = sC4[t * 4 + j];
+        const float bv[4] = {bv4.x, bv4.y, bv4.z, bv4.w};
+        const float cv[4] = {cv4.x, cv4.y, cv4.z, cv4.w};
+        float s1 = 0.f, s2 = 0.f, dBq[4], dCq[4];
 #pragma unroll
-        for (int ii = kBfHalf - 1; ii >= 0; --ii) {
-          const int i = hf * kBfHalf + ii;
-          const int t = tb + i;
-          const float4 e = sE[t * kBfChannels + cl];
-          const float4 bv4 = sB4[t * 4 + j];
-          const float4 cv4 = sC4[t * 4 + j];
-          const float bv[4] = {bv4.x, bv4.y, bv4.z, bv4.w};
-          const float cv[4] = {cv4.x, cv4.y, cv4.z, cv4.w};
-          float s1 = 0.f, s2 = 0.f, dBq[4], dCq[4];
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const float hprev = i == 0 ? hstart[q] : H[i - 1][q];
-            const float a = fast_exp2(e.x * A2[q]);
-            const float gq = fmaf(cv[q], e.z, gin[q]);  // g_t = C_t*dy_t + a_{t+1}*g_{t+1}
-            const float qv = gq * (a * hprev);
-            dA[q] = fmaf(e.x, qv, dA[q]);
-            s2 = fmaf(An[q], qv, s2);
-            s1 = fmaf(gq, bv[q], s1);
-            dBq[q] = gq * e.y;
-            dCq[q] = H[i][q] * e.z;
-            gin[q] = a * gq;
-          }
-          s1v[ii] = s1;
-          s2v[ii] = s2;
-          const int slot = i % kBfRed;
-          sRed[(0 * kBfRed + slot) * kBfChannels * 4 + cl * 4 + j] = make_float4(dBq[0], dBq[1], dBq[2], dBq[3]);
-          sRed[(1 * kBfRed + slot) * kBfChannels * 4 + cl * 4 + j] = make_float4(dCq[0], dCq[1], dCq[2], dCq[3]);
-          if (slot == 0) {
-            // Steps t .. t + kBfRed - 1 are complete: sum each (matrix, step, state) over the block's channels.
-            __syncthreads();
-            float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-            for (int ch = 0; ch < 8; ++ch) {
-              const float4 v = sRed[(r_m * kBfRed + r_k) * kBfChannels * 4 + (r_part * 8 + ch) * 4 + r_jq];
-              acc.x += v.x;
-              acc.y += v.y;
-              acc.z += v.z;
-              acc.w += v.w;
-            }
-#pragma unroll
-            for (int off = 1; off < 4; off <<= 1) {
-              acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
-              acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
-              acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
-              acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
-            }
-            // Each of the 4 lanes adds one state of the quad.
-            const int tt = t0 + tb + hf * kBfHalf + (ii - slot) + r_k;
-            const float val = r_part == 0 ? acc.x : r_part == 1 ? acc.y : r_part == 2 ? acc.z : acc.w;
-            if (tt < L)
-              atomicAdd((r_m == 0 ? ws.dB_acc : ws.dC_acc) + group_off + static_cast<size_t>(4 * r_jq + r_part) * L + tt,
-                        val);
-            __syncthreads();  // the slots are rewritten by the next steps
-          }
+        for (int q = 0; q < 4; ++q) {
+          const float hprev = i == 0 ? hstart[q] : H[i - 1][q];
+          const float a = fast_exp2(e.x * A2[q]);
+          const float gq = fmaf(cv[q], e.z, gin[q]);  // g_t = C_t*dy_t + a_{t+1}*g_{t+1}
+          const float qv = gq * (a * hprev);
+          dA[q] = fmaf(e.x, qv, dA[q]);
+          s2 = fmaf(An[q], qv, s2);
+          s1 = fmaf(gq, bv[q], s1);
+          dBq[q] = gq * e.y;
+          dCq[q] = H[i][q] * e.z;
+          gin[q] = a * gq;
         }
-        reduce_scatter8(s1v, j);
-        reduce_scatter8(s2v, j);
-        // Epilogue for this lane's two steps of the half.
-        const int te = tb + hf * kBfHalf + 4 * (j & 1) + 2 * (j >> 1);
-        float du[2], ddl[2], dz[2];
+        s1v[i] = s1;
+        s2v[i] = s2;
+        const int slot = i % kBfRed;
+        float4* dst = sRed + slot * kBfChannels * 4 + cl * 4 + j;
+        dst[0] = make_float4(dBq[0], dBq[1], dBq[2], dBq[3]);
+        dst[kBfRed * kBfChannels * 4] = make_float4(dCq[0], dCq[1], dCq[2], dCq[3]);
+        if (slot == 0) {
+          __syncthreads();  // steps t .. t + kBfRed - 1 are staged by every lane
+          flush(t0 + t);
+          __syncthreads();  // the slots are rewritten by the next steps
+        }
+      }
+      reduce_scatter8(s1v, j);
+      reduce_scatter8(s2v, j);
+      // Epilogue for this lane's two steps of the sub-chunk.
+      const int te = tb + 4 * (j & 1) + 2 * (j >> 1);
+      float du[2], ddl[2], dz[2];
 #pragma unroll
-        for (int k = 0; k < 2; ++k) {
-          const float4 e = sE[(te + k) * kBfChannels + cl];
-          const float2 f = sF[(te + k) * kBfChannels + cl];
-          du[k] = fmaf(e.x, s1v[k], l_D * e.z);
-          ddl[k] = fmaf(e.w, s1v[k], s2v[k]) * f.x;
-          dz[k] = p.has_z ? fmaf(l_D, e.w, y[hf][k]) * f.y : 0.f;
-          dD_acc = fmaf(e.z, e.w, dD_acc);
-          ddb_acc += ddl[k];
-        }
-        if (l_active) {
-          store2<Io>(static_cast<raw*>(p.du) + l_row, t0 + te, L, vec_du, du[0], du[1]);
-          store2<Io>(static_cast<raw*>(p.ddelta) + l_row, t0 + te, L, vec_ddl, ddl[0], ddl[1]);
-          if (p.has_z) store2<Io>(static_cast<raw*>(p.dz) + l_row, t0 + te, L, vec_dz, dz[0], dz[1]);
-        }
+      for (int k = 0; k < 2; ++k) {
+        const float4 e = sE[(te + k) * kBfChannels + cl];
+        const float2 f = sF[(te + k) * kBfChannels + cl];
+        du[k] = fmaf(e.x, s1v[k], l_D * e.z);
+        ddl[k] = fmaf(e.w, s1v[k], s2v[k]) * f.x;
+        dz[k] = p.has_z ? fmaf(l_D, e.w, y[k]) * f.y : 0.f;
+        dD_acc = fmaf(e.z, e.w, dD_acc);
+        ddb_acc += ddl[k];
+      }
+      if (l_active) {
+        store2<Io>(static_cast<raw*>(p.du) + l_row, t0 + te, L, vec_du, du[0], du[1]);
+        store2<Io>(static_cast<raw*>(p.ddelta) + l_row, t0 + te, L, vec_ddl, ddl[0], ddl[1]);
+        if (p.has_z) store2<Io>(static_cast<raw*>(p.dz) + l_row, t0 + te, L, vec_dz, dz[0], dz[1]);
       }
     }
   }
@@ -360,15 +414,37 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   }
 }
 
+// Blocks of the fast kernel: one per (batch, group, tile of kBfChannels channels).
+inline dim3 bwd_fast_grid(const SelectiveScanParams& p) {
+  const int gs = p.dim / p.n_groups;
+  return dim3(p.n_groups * ((gs + kBfChannels - 1) / kBfChannels), p.batch);
+}
+
+// Whether the fast kernel runs all its blocks in one wave on this device. Its per-lane work is a long serial
+// walk, so a second, partial wave costs as much as the first; the warp-chunk kernel is faster then (S2).
+template <DType kType>
+bool bwd_fast_fits_one_wave(const SelectiveScanParams& p) {
+  auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
+  const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kBfThreads, smem) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  const dim3 g = bwd_fast_grid(p);
+  return static_cast<long>(g.x) * g.y <= static_cast<long>(per_sm) * sms;
+}
+
 template <DType kType>
 void selective_scan_bwd_fast_launch(const SelectiveScanParams& p, const BwdWorkspace& ws, cudaStream_t stream) {
   auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
-  const size_t smem = bwd_fast_smem_bytes();
+  const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
-  const int gs = p.dim / p.n_groups;
-  const dim3 grid(p.n_groups * ((gs + kBfChannels - 1) / kBfChannels), p.batch);
-  kernel<<<grid, kBfThreads, smem, stream>>>(p, ws);
+  kernel<<<bwd_fast_grid(p), kBfThreads, smem, stream>>>(p, ws);
   e = cudaGetLastError();
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
 }

@@ -7,12 +7,12 @@
 
 namespace mamba {
 
-// Steps between float32 state checkpoints written by a forward that a backward will follow. 64 keeps the
-// backward's on-chip recomputation window short (16 fp32 values per (b, d) every 64 steps: 1 byte per
-// element-step, half of a bf16 input).
+// Steps between float32 state checkpoints written by a forward that a backward will follow. 32 keeps the
+// backward's recomputation window small enough for its staging buffers to leave room for 4-5 resident blocks
+// per SM (16 fp32 values per (b, d) every 32 steps: 2 bytes per element-step, the size of a bf16 input).
 // Checkpoint c holds the state *before* step c * kScanCheckpointChunk (so checkpoint 0 is the
 // initial state, or zeros). Shared by CPU and CUDA so saved tensors are interchangeable.
-constexpr int kScanCheckpointChunk = 64;
+constexpr int kScanCheckpointChunk = 32;
 
 inline int scan_num_checkpoints(int seqlen) {
   return seqlen <= 0 ? 0 : (seqlen + kScanCheckpointChunk - 1) / kScanCheckpointChunk;
