@@ -71,6 +71,8 @@ export interface NativeBinding {
     lastState: NativeHandle | null,
     checkpoints: NativeHandle | null,
   ];
+  /** Steps between the float32 state checkpoints a scan forward saves (native/params.h). */
+  readonly scanCheckpointChunk: number;
   selectiveScanBwd(
     ...args: [...ScanInputs, checkpoints: NativeHandle, dout: NativeHandle, dLastState: NativeHandle | null, deltaSoftplus: boolean, deterministic: boolean, wantDInitialState: boolean]
   ): [NativeHandle, NativeHandle, NativeHandle, NativeHandle, NativeHandle, ...(NativeHandle | null)[]];

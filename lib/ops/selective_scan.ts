@@ -2,7 +2,7 @@
  * The fused selective scan of Mamba (mamba_ssm `selective_scan_fn` semantics), on CPU and CUDA.
  * Per (b, d): delta' = softplus(delta + deltaBias) (each part optional); h_t = exp(delta'_t A) h_{t-1}
  * + delta'_t B_t u_t; y_t = C_t . h_t + D u_t; out_t = y_t silu(z_t). The state stays on chip on
- * CUDA; a forward that a backward will follow saves only float32 state checkpoints every 64 steps,
+ * CUDA; a forward that a backward will follow saves only float32 state checkpoints every 32 steps,
  * and the backward recomputes the states from them.
  *
  * Shapes: u, delta, z, out (batch, dim, L); A (dim, dstate) float32; B, C (batch, dstate, L),
@@ -178,7 +178,7 @@ function zerosLike(like: Tensor, shape: readonly number[]): Tensor {
 
 /**
  * The scan, also saving what `selectiveScanBackward` needs (the inputs, shared, plus float32 state
- * checkpoints of shape (batch, dim, ceil(L / 256), dstate)).
+ * checkpoints of shape (batch, dim, ceil(L / 32), dstate)).
  */
 export function selectiveScanForward(
   u: Tensor,
@@ -191,7 +191,7 @@ export function selectiveScanForward(
   const { result, ckpt } = run('selectiveScanForward', u, delta, A, B, C, options, true);
   const [batch, dim, L] = u.shape;
   const dstate = A.shape[1];
-  const checkpoints = wrapF32(ckpt, u.device, [batch, dim, Math.ceil(L / 256), dstate]) as Tensor;
+  const checkpoints = wrapF32(ckpt, u.device, [batch, dim, Math.ceil(L / native().scanCheckpointChunk), dstate]) as Tensor;
   // The saved inputs are new handles over the same storage, so disposing the caller's tensors is safe.
   const inputs = [u, delta, A, B, C, options.D, options.z, options.deltaBias, options.initialState].map((t) => (t ? t.to(t.device) : null));
   const saved = new SelectiveScanSaved(inputs, checkpoints, options.deltaSoftplus ?? false, options.deterministic ?? false);

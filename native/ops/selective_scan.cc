@@ -267,6 +267,8 @@ Napi::Value SelectiveScanBwd(const Napi::CallbackInfo& info) {
 void InitSelectiveScan(Napi::Env env, Napi::Object exports) {
   export_fn<SelectiveScanFwd>(env, exports, "selectiveScanFwd");
   export_fn<SelectiveScanBwd>(env, exports, "selectiveScanBwd");
+  // Steps between the forward's state checkpoints: the TS layer sizes the saved checkpoint tensor with it.
+  exports.Set("scanCheckpointChunk", Napi::Number::New(env, kScanCheckpointChunk));
 }
 
 }  // namespace mamba

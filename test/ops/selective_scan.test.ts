@@ -358,6 +358,21 @@ test('autograd: selectiveScan records one node whose backward is the fused backw
   Object.values(want).forEach((x) => (x as Tensor | undefined)?.dispose());
   disposeBuilt(b);
 });
+test('the saved checkpoints hold one float32 state per 32-step interval, and their shape says so', () => {
+  for (const L of [1, 32, 33, 64, 300]) {
+    const c: Case = { batch: 2, dim: 3, L, N: 4 };
+    const b = build(c, 'cpu', 40 + L);
+    const t = b.tensors;
+    tidy(() => {
+      const f = ops.selectiveScanForward(t.u, t.delta, t.A, t.B, t.C, scanOptions(b, c));
+      const ck = f.saved.checkpoints;
+      expect(ck.shape).toEqual([2, 3, Math.ceil(L / 32), 4]);
+      expect(ck.dataSync().length).toBe(ck.size);
+      f.saved.dispose();
+    });
+    disposeBuilt(b);
+  }
+});
 describeCuda('selective scan on CUDA', () => suite('cuda', ['float32', 'float16', 'bfloat16']));
 
 describe('selective scan: bad input gives typed errors', () => {
