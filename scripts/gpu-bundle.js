@@ -69,6 +69,8 @@ copy('build/Release/mamba_node.node');
 for (const t of ['native_cpu_test', 'native_cuda_test', 'selective_scan_cpu_test', 'selective_scan_cuda_test'])
   if (fs.existsSync(path.join(root, 'build', t))) copy(`build/${t}`);
 copy('dist-test');
+// Data files the compiled tests read relative to their own directory (the Hugging Face fixtures).
+copy('test/fixtures', 'dist-test/test/fixtures');
 for (const dir of closure(['jest', '@petamoriken/float16'])) copy(path.relative(root, dir));
 fs.writeFileSync(
   path.join(stage, 'run-gpu-tests.sh'),
