@@ -27,7 +27,11 @@
 namespace mamba {
 namespace {
 
-constexpr int kChunk = kScanCheckpointChunk;
+// Steps converted and scanned per pass over a row: a multiple of the checkpoint interval, long enough that the
+// per-chunk setup (conversions, the flat exp pass) stays small next to the recurrence.
+constexpr int kChunk = 256;
+constexpr int kCkptPerChunk = kChunk / kScanCheckpointChunk;
+static_assert(kChunk % kScanCheckpointChunk == 0, "checkpoints fall inside chunks at fixed offsets");
 // Lane-partial accumulators of this width make the per-step sums over n vectorisable without -ffast-math
 // (each lane is its own sequential sum; the 8 lanes are then added in a fixed order).
 constexpr int kLanes = 8;
@@ -217,10 +221,11 @@ void check_params(const SelectiveScanParams& p, bool backward) {
 }
 
 struct Shape {
-  int batch, dim, L, N, NP, G, cpg, nck;
+  int batch, dim, L, N, NP, G, cpg, nck, nchunks;  // nck: checkpoints per row; nchunks: kChunk-step chunks
   explicit Shape(const SelectiveScanParams& p)
       : batch(p.batch), dim(p.dim), L(p.seqlen), N(p.dstate), NP((p.dstate + kLanes - 1) / kLanes * kLanes),
-        G(p.n_groups), cpg(p.dim / p.n_groups), nck(scan_num_checkpoints(p.seqlen)) {}
+        G(p.n_groups), cpg(p.dim / p.n_groups), nck(scan_num_checkpoints(p.seqlen)),
+        nchunks((p.seqlen + kChunk - 1) / kChunk) {}
   int64_t row(int b, int d) const { return static_cast<int64_t>(b) * dim + d; }
 };
 
@@ -378,17 +383,27 @@ void forward_tile(const SelectiveScanParams& p, const Shape& sh, int b, int d0, 
   for (int i = 0; i < nch; ++i)
     for (int n = 0; n < NP; ++n)
       s.h[i * NP + n] = (p.has_initial_state && n < sh.N) ? p.initial_state[sh.row(b, d0 + i) * sh.N + n] : 0.0f;
-  for (int c = 0; c < sh.nck; ++c) {
+  for (int c = 0; c < sh.nchunks; ++c) {
     const int t0 = c * kChunk, len = std::min(kChunk, sh.L - t0);
     if (p.is_variable_B) load_bc_chunk(p, sh, p.B, b, g, t0, len, s.Bc.data());
     if (p.is_variable_C) load_bc_chunk(p, sh, p.C, b, g, t0, len, s.Cc.data());
     for (int i = 0; i < nch; ++i) {
       const int d = d0 + i;
       float* h = s.h.data() + i * NP;
-      if (ck) std::memcpy(ck + (static_cast<int64_t>(i) * sh.nck + c) * sh.N, h, sizeof(float) * sh.N);
       prepare_channel(p, sh, b, d, t0, len, s);
       const BCView v = bc_view(p, sh, s);
-      scan_chunk(NP, len, s.dtu.data(), s.a.data(), v.B, v.bs, v.C, v.cs, h, s.y.data());
+      if (ck) {
+        // Scanned in checkpoint intervals so the state before each one is recorded.
+        for (int t1 = 0; t1 < len; t1 += kScanCheckpointChunk) {
+          const int l1 = std::min(kScanCheckpointChunk, len - t1);
+          std::memcpy(ck + (static_cast<int64_t>(i) * sh.nck + (t0 + t1) / kScanCheckpointChunk) * sh.N, h,
+                      sizeof(float) * sh.N);
+          scan_chunk(NP, l1, s.dtu.data() + t1, s.a.data() + static_cast<int64_t>(t1) * NP, v.B + t1 * v.bs, v.bs,
+                     v.C + t1 * v.cs, v.cs, h, s.y.data() + t1);
+        }
+      } else {
+        scan_chunk(NP, len, s.dtu.data(), s.a.data(), v.B, v.bs, v.C, v.cs, h, s.y.data());
+      }
       if (!write_out) continue;
       const float Dd = p.has_D ? p.D[d] : 0.0f;
       const int64_t off = sh.row(b, d) * sh.L + t0;
@@ -434,7 +449,7 @@ void backward_tile(const SelectiveScanParams& p, const Shape& sh, int b, int d0,
     }
     s.dD[i] = s.dbias[i] = 0.0f;
   }
-  for (int c = sh.nck - 1; c >= 0; --c) {
+  for (int c = sh.nchunks - 1; c >= 0; --c) {
     const int t0 = c * kChunk, len = std::min(kChunk, sh.L - t0);
     if (p.is_variable_B) load_bc_chunk(p, sh, p.B, b, g, t0, len, s.Bc.data());
     if (p.is_variable_C) load_bc_chunk(p, sh, p.C, b, g, t0, len, s.Cc.data());
@@ -444,7 +459,8 @@ void backward_tile(const SelectiveScanParams& p, const Shape& sh, int b, int d0,
       const float Dd = p.has_D ? p.D[d] : 0.0f;
       prepare_channel(p, sh, b, d, t0, len, s);
       const BCView v = bc_view(p, sh, s);
-      for (int n = 0; n < NP; ++n) s.hb[n] = n < sh.N ? ck[(static_cast<int64_t>(i) * sh.nck + c) * sh.N + n] : 0.0f;
+      const int64_t ck_row = (static_cast<int64_t>(i) * sh.nck + static_cast<int64_t>(c) * kCkptPerChunk) * sh.N;
+      for (int n = 0; n < NP; ++n) s.hb[n] = n < sh.N ? ck[ck_row + n] : 0.0f;
       std::memcpy(s.H.data(), s.hb.data(), sizeof(float) * NP);
       scan_chunk_keep(NP, len, s.dtu.data(), s.a.data(), v.B, v.bs, v.C, v.cs, s.hb.data(), s.H.data(),
                       s.y.data());
