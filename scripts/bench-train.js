@@ -85,14 +85,7 @@ function parseOptions(argv) {
 
 /** Uniform int32 tokens in [0, vocab), (batch, seq + 1), from a seeded mulberry32 (the same on every device). */
 function randomTokens(batch, seq, vocab, seed) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = require(path.join(libDir, 'mulberry32')).uniforms(seed);
   const ids = new Int32Array(batch * seq);
   const targets = new Int32Array(batch * seq);
   for (let b = 0; b < batch; b++) {

@@ -7,6 +7,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
 import { cudaAvailable, memory } from '../lib';
+import { uniforms } from '../lib/mulberry32';
 
 export const hasCuda = cudaAvailable();
 
@@ -37,14 +38,7 @@ export async function collectGarbage(): Promise<void> {
 
 /** A small seeded generator of uniforms in [0, 1) (mulberry32) for test data, so failures reproduce. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return uniforms(seed);
 }
 
 /** The multi-index of flat (row-major) index `i` in `shape`. */

@@ -11,6 +11,7 @@
  * ```
  */
 import { tensor } from '../creation';
+import { uniforms } from '../mulberry32';
 import { ArgumentError } from '../errors';
 import { Tensor } from '../tensor';
 import { tidy } from '../memory';
@@ -33,16 +34,10 @@ export interface GradcheckResult {
   worst: { input: number; index: number; numerical: number; analytical: number } | null;
 }
 
-// A small deterministic generator (mulberry32) for the projection.
+// A small deterministic generator for the projection: uniforms in [-0.5, 0.5).
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const next = uniforms(seed);
+  return () => next() - 0.5;
 }
 
 /**

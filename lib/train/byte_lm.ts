@@ -18,13 +18,14 @@
  */
 import * as fs from 'node:fs';
 
-import { tensor } from '../creation';
 import type { Device } from '../dtype';
 import { describeValue } from '../dtype';
 import { ArgumentError, ShapeError } from '../errors';
 import { tidy } from '../memory';
 import { crossEntropy } from '../ops/cross_entropy';
 import { Tensor } from '../tensor';
+import { mulberry32 } from '../mulberry32';
+import { TokenBatch, TokenBatches } from './token_batches';
 import { tokenAccuracy } from './selective_copying';
 
 /** The vocabulary of a byte-level model. */
@@ -46,10 +47,7 @@ export interface ByteCorpusOptions {
 export type ByteSplit = 'train' | 'eval';
 
 /** One batch as tensors: inputs and targets (batch, seqLen) int32, targets[b, t] = inputs[b, t + 1] in the text. */
-export interface ByteBatch {
-  inputs: Tensor<'int32'>;
-  targets: Tensor<'int32'>;
-}
+export type ByteBatch = TokenBatch;
 
 /** Held-out scores of `evaluateByteLM`. */
 export interface ByteLMMetrics {
@@ -74,15 +72,8 @@ function mix(h: number, v: number): number {
 }
 
 /** Mulberry32 uniforms in [0, 1) with 53 random bits (two draws), so offsets are uniform in files above 4 GiB too. */
-function uniforms(seed: number): () => number {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+function uniforms53(seed: number): () => number {
+  const next = mulberry32(seed);
   return () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
 }
 
@@ -99,7 +90,7 @@ function intOption(v: unknown, dflt: number, min: number, fn: string, arg: strin
 }
 
 /** A text file as byte-level training and held-out windows (see the file comment). */
-export class ByteCorpus {
+export class ByteCorpus extends TokenBatches<ByteSplit> {
   readonly seqLen: number;
   readonly batchSize: number;
   readonly seed: number;
@@ -114,6 +105,7 @@ export class ByteCorpus {
    * part is shorter than one window (seqLen + 1 bytes).
    */
   constructor(data: Uint8Array, options: ByteCorpusOptions = {}) {
+    super();
     const fn = 'ByteCorpus';
     if (!(data instanceof Uint8Array)) throw new ArgumentError(`${fn}: expected a Uint8Array for argument 'data' but received ${describeValue(data)}`, { fn, arg: 'data' });
     if (options === null || typeof options !== 'object') throw new ArgumentError(`${fn}: expected an options object`, { fn, arg: 'options' });
@@ -184,7 +176,7 @@ export class ByteCorpus {
     const { batchSize: B, seqLen: T } = this;
     const [start, length] = split === 'train' ? [0, this.trainBytes] : [this.trainBytes, this.heldOutBytes];
     const offsets = length - T; // window starts in [start, start + offsets)
-    const rand = uniforms(mix(mix(mix(0x3c6ef372, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + (split === 'train' ? 0 : 1)));
+    const rand = uniforms53(mix(mix(mix(0x3c6ef372, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + (split === 'train' ? 0 : 1)));
     const inputs = new Int32Array(B * T);
     const targets = new Int32Array(B * T);
     for (let b = 0; b < B; b++) {
@@ -195,18 +187,6 @@ export class ByteCorpus {
       }
     }
     return { inputs, targets };
-  }
-
-  /** Batch `index` of `split` as int32 tensors (batch, seqLen) on `device`. */
-  batch(split: ByteSplit, index: number, device: Device = 'cpu'): ByteBatch {
-    const { inputs, targets } = this.arrays(split, index);
-    const shape = [this.batchSize, this.seqLen];
-    return { inputs: tensor(inputs, shape, { dtype: 'int32', device }), targets: tensor(targets, shape, { dtype: 'int32', device }) };
-  }
-
-  /** Batches `start`, `start + 1`, ... of `split` without end (the Trainer's `data(position)`). */
-  *batches(split: ByteSplit, start = 0, device: Device = 'cpu'): Generator<ByteBatch> {
-    for (let i = start; ; i++) yield this.batch(split, i, device);
   }
 }
 

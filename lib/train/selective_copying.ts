@@ -17,12 +17,12 @@
  * const acc = tokenAccuracy(logits, targets);                    // logits (32, 80, 10)
  * ```
  */
-import { tensor } from '../creation';
-import type { Device } from '../dtype';
 import { describeValue } from '../dtype';
 import { ArgumentError, DTypeError, ShapeError } from '../errors';
 import { argmax } from '../ops/reduce_extra';
 import { Tensor } from '../tensor';
+import { uniforms } from '../mulberry32';
+import { TokenBatch, TokenBatches } from './token_batches';
 
 /** Options of `SelectiveCopying` (the paper uses L = 4096, M = 16, vocabulary 16). */
 export interface SelectiveCopyingOptions {
@@ -45,10 +45,7 @@ export interface CopyingArrays {
 }
 
 /** One batch as tensors: inputs and targets (batch, seqLen) int32. */
-export interface CopyingBatch {
-  inputs: Tensor<'int32'>;
-  targets: Tensor<'int32'>;
-}
+export type CopyingBatch = TokenBatch;
 
 /** The split a batch is drawn from; the two never share a sequence. */
 export type CopyingSplit = 'train' | 'eval';
@@ -66,17 +63,6 @@ function mix(h: number, v: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function intOption(v: unknown, dflt: number, min: number, arg: string): number {
   const x = v === undefined ? dflt : v;
   if (!Number.isSafeInteger(x) || (x as number) < min)
@@ -85,7 +71,7 @@ function intOption(v: unknown, dflt: number, min: number, arg: string): number {
 }
 
 /** The Selective Copying data generator (see the file comment). */
-export class SelectiveCopying {
+export class SelectiveCopying extends TokenBatches<CopyingSplit> {
   readonly noiseLen: number;
   readonly numTokens: number;
   readonly vocabSize: number;
@@ -99,6 +85,7 @@ export class SelectiveCopying {
   readonly seqLen: number;
 
   constructor(options: SelectiveCopyingOptions = {}) {
+    super();
     this.noiseLen = intOption(options.noiseLen, 64, 0, 'noiseLen');
     this.numTokens = intOption(options.numTokens, 8, 1, 'numTokens');
     this.vocabSize = intOption(options.vocabSize, 10, 3, 'vocabSize');
@@ -116,7 +103,7 @@ export class SelectiveCopying {
       throw new ArgumentError(`SelectiveCopying: expected an integer >= 0 for argument 'index' but received ${describeValue(index)}`, { fn: 'SelectiveCopying', arg: 'index' });
     const { batchSize: B, seqLen: T, numTokens: M, noiseLen: L } = this;
     const want = split === 'train' ? 0 : 1;
-    const rand = generator(mix(mix(mix(0x2545f491, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + want));
+    const rand = uniforms(mix(mix(mix(0x2545f491, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + want));
     const inputs = new Int32Array(B * T);
     const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
     const span = L + M;
@@ -150,18 +137,6 @@ export class SelectiveCopying {
       }
     }
     return { inputs, targets };
-  }
-
-  /** Batch `index` of `split` as int32 tensors (batch, seqLen) on `device`. */
-  batch(split: CopyingSplit, index: number, device: Device = 'cpu'): CopyingBatch {
-    const { inputs, targets } = this.arrays(split, index);
-    const shape = [this.batchSize, this.seqLen];
-    return { inputs: tensor(inputs, shape, { dtype: 'int32', device }), targets: tensor(targets, shape, { dtype: 'int32', device }) };
-  }
-
-  /** Batches `start`, `start + 1`, ... of `split` without end (the Trainer's `data(position)`). */
-  *batches(split: CopyingSplit, start = 0, device: Device = 'cpu'): Generator<CopyingBatch> {
-    for (let i = start; ; i++) yield this.batch(split, i, device);
   }
 }
 
