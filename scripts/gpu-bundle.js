@@ -3,6 +3,7 @@
 // Node toolchain: this Node binary, the built addon (with CUDA), the native test programs, the tests
 // compiled to JavaScript, and the runtime packages jest needs. Output: .gpu/bundle.tar.xz (< 60 MB).
 // On the GPU host:  mkdir b && tar -xJf bundle.tar.xz -C b && b/run-gpu-tests.sh [outdir]
+// (b/run-gpu-sanitize.sh runs compute-sanitizer over chosen CUDA test files and the scan lab; see its header)
 // run-gpu-tests.sh runs scripts/test.js (jest + native tests) and compute-sanitizer over the native
 // CUDA tests, writing logs to outdir. The benchmarks run from the bundle too: ./node scripts/bench-train.js
 // (and bench-scan.js, bench-ops.js).
@@ -92,6 +93,38 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
   done
 fi
 exit $status
+`,
+  { mode: 0o755 },
+);
+fs.writeFileSync(
+  path.join(stage, 'run-gpu-sanitize.sh'),
+  `#!/usr/bin/env bash
+# compute-sanitizer over the CUDA parts of compiled jest files and over the scan lab's small grid, one log per
+# (tool, target), each under a time limit so one call fits the device tool's 10 minutes.
+#   run-gpu-sanitize.sh OUTDIR SECONDS TOOLS TARGETS...
+#   TOOLS: comma list of memcheck,racecheck,initcheck,synccheck; TARGET: a path under dist-test/test (file or
+#   folder, only its describe blocks named "... CUDA ..." run) or "lab" (build/selective_scan_cuda_test --small).
+# e.g. ./run-gpu-sanitize.sh out 120 memcheck,racecheck dist-test/test/ops/conv1d dist-test/test/ops/reduce_sum lab
+set -u
+here="$(cd "$(dirname "$0")" && pwd)"
+outdir="$1"; limit="$2"; tools="$3"; shift 3
+mkdir -p "$outdir"
+cd "$here"
+export PATH="$here:$PATH" MAMBA_BUNDLE=1 MAMBA_TEST_JS=1
+for tool in \${tools//,/ }; do
+  for target in "$@"; do
+    name="$tool-$(basename "$target")"
+    if [ "$target" = lab ]; then
+      cmd=(build/selective_scan_cuda_test --small)
+    else
+      cmd=(./node node_modules/jest/bin/jest.js --ci --runInBand -t CUDA "$target")
+    fi
+    # API errors are not reported: out-of-memory tests provoke failing cudaMallocs on purpose.
+    timeout "$limit" compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 99 "\${cmd[@]}" > "$outdir/$name.log" 2>&1
+    rc=$?
+    echo "$name: exit $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$outdir/$name.log" | tail -1))$([ $rc = 124 ] && echo ' TIMED OUT')"
+  done
+done
 `,
   { mode: 0o755 },
 );
