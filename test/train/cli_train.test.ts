@@ -17,6 +17,12 @@ describe('mamba-node train', () => {
     expect(() => parseTrainArgs(['--bogus'])).toThrow();
   });
 
+  test('on CUDA the default Selective Copying task and model are bigger; explicit options still win', () => {
+    expect(parseTrainArgs(['--device', 'cuda'])).toMatchObject({ noiseLen: 32, tokens: 8, vocab: 10, batch: 64, dModel: 64, dtype: 'bfloat16' });
+    expect(parseTrainArgs(['--device', 'cuda', '--noise-len', '16', '--batch', '8'])).toMatchObject({ noiseLen: 16, batch: 8, tokens: 8 });
+    expect(parseTrainArgs(['--device', 'cuda', '--data', 'x.txt'])).toMatchObject({ batch: 16, dModel: 64, vocab: 256 });
+  });
+
   test('a short run writes chart.svg and a checkpoint; --resume continues it', async () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mamba-cli-train-'));
     const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
