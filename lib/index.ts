@@ -18,6 +18,7 @@ export { tensor, zeros, ones, full, arange, rand, randn, manualSeed, rngState, s
 export type { CreateOptions, RandomOptions, TensorData, NestedArray, Resolved } from './creation';
 export { tidy, keep, dispose, memory, emptyCache, resetPeakMemory } from './memory';
 export type { MemoryInfo } from './memory';
+export type { CudaMemoryStats } from './native';
 export { cudaAvailable, compiledWithCuda, devices, bestDevice, synchronize, cudaTime } from './device';
 export type { DeviceInfo } from './device';
 export { cublasAvailable, cublasInfo } from './ops/matmul';

@@ -15,7 +15,7 @@
  * ```
  */
 import { ArgumentError } from './errors';
-import { native } from './native';
+import { CudaMemoryStats, native } from './native';
 import { Tracked, closeScope, openScope, untrack } from './scope';
 import { Tensor } from './tensor';
 
@@ -26,23 +26,7 @@ export interface MemoryInfo {
   /** Bytes of tensor storage on all devices (storages shared by several tensors count once). */
   numBytes: number;
   cpu: { tensors: number; bytes: number };
-  cuda: {
-    tensors: number;
-    bytes: number;
-    /** Bytes the caching allocator has handed out (rounded to its size classes). */
-    allocatedBytes: number;
-    /** Bytes held from the driver: allocated plus cached. */
-    reservedBytes: number;
-    /** cudaMalloc calls so far. */
-    deviceAllocs: number;
-    /**
-     * The highest `allocatedBytes` since the process started or the last `resetPeakMemory()`
-     * (torch.cuda.max_memory_allocated). 0 without CUDA.
-     */
-    peakAllocatedBytes: number;
-    /** The highest `reservedBytes` since then (torch.cuda.max_memory_reserved). 0 without CUDA. */
-    peakReservedBytes: number;
-  };
+  cuda: CudaMemoryStats;
 }
 
 /**

@@ -21,6 +21,19 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/**
+ * Murmur3's finaliser over 32-bit words: folds `v` into the hash `h`, so independent streams can be seeded from
+ * (seed, split, index) tuples.
+ */
+export function mix32(h: number, v: number): number {
+  h = Math.imul(h ^ (v >>> 0), 0x9e3779b1) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 /** Uniforms in [0, 1) with 32 random bits each. */
 export function uniforms(seed: number): () => number {
   const next = mulberry32(seed);

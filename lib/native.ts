@@ -24,17 +24,28 @@ export interface NativeDeviceInfo {
   multiprocessors: number;
 }
 
+/** Live CUDA tensors and the caching allocator's counters (all 0 without CUDA). */
+export interface CudaMemoryStats {
+  tensors: number;
+  bytes: number;
+  /** Bytes the caching allocator has handed out (rounded to its size classes). */
+  allocatedBytes: number;
+  /** Bytes held from the driver: allocated plus cached. */
+  reservedBytes: number;
+  /** cudaMalloc calls so far. */
+  deviceAllocs: number;
+  /**
+   * The highest `allocatedBytes` since the process started or the last `resetPeakMemory()`
+   * (torch.cuda.max_memory_allocated). 0 without CUDA.
+   */
+  peakAllocatedBytes: number;
+  /** The highest `reservedBytes` since then (torch.cuda.max_memory_reserved). 0 without CUDA. */
+  peakReservedBytes: number;
+}
+
 export interface NativeMemory {
   cpu: { tensors: number; bytes: number };
-  cuda: {
-    tensors: number;
-    bytes: number;
-    allocatedBytes: number;
-    reservedBytes: number;
-    deviceAllocs: number;
-    peakAllocatedBytes: number;
-    peakReservedBytes: number;
-  };
+  cuda: CudaMemoryStats;
 }
 
 /** u, delta, A, B, C, D, z, deltaBias, initialState (the last four optional). */

@@ -24,7 +24,7 @@ import { ArgumentError, ShapeError } from '../errors';
 import { tidy } from '../memory';
 import { crossEntropy } from '../ops/cross_entropy';
 import { Tensor } from '../tensor';
-import { mulberry32 } from '../mulberry32';
+import { mix32, mulberry32 } from '../mulberry32';
 import { TokenBatch, TokenBatches } from './token_batches';
 import { tokenAccuracy } from './selective_copying';
 
@@ -59,16 +59,6 @@ export interface ByteLMMetrics {
   accuracy: number;
   /** Bytes scored. */
   bytes: number;
-}
-
-// Murmur3's finaliser over 32-bit words: independent streams per (seed, split, index).
-function mix(h: number, v: number): number {
-  h = Math.imul(h ^ (v >>> 0), 0x9e3779b1) >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** Mulberry32 uniforms in [0, 1) with 53 random bits (two draws), so offsets are uniform in files above 4 GiB too. */
@@ -176,7 +166,7 @@ export class ByteCorpus extends TokenBatches<ByteSplit> {
     const { batchSize: B, seqLen: T } = this;
     const [start, length] = split === 'train' ? [0, this.trainBytes] : [this.trainBytes, this.heldOutBytes];
     const offsets = length - T; // window starts in [start, start + offsets)
-    const rand = uniforms53(mix(mix(mix(0x3c6ef372, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + (split === 'train' ? 0 : 1)));
+    const rand = uniforms53(mix32(mix32(mix32(0x3c6ef372, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + (split === 'train' ? 0 : 1)));
     const inputs = new Int32Array(B * T);
     const targets = new Int32Array(B * T);
     for (let b = 0; b < B; b++) {

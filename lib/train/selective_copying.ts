@@ -21,7 +21,7 @@ import { describeValue } from '../dtype';
 import { ArgumentError, DTypeError, ShapeError } from '../errors';
 import { argmax } from '../ops/reduce_extra';
 import { Tensor } from '../tensor';
-import { uniforms } from '../mulberry32';
+import { mix32, uniforms } from '../mulberry32';
 import { TokenBatch, TokenBatches } from './token_batches';
 
 /** Options of `SelectiveCopying` (the paper uses L = 4096, M = 16, vocabulary 16). */
@@ -52,16 +52,6 @@ export type CopyingSplit = 'train' | 'eval';
 
 /** The target value at positions that are not scored. */
 export const IGNORE_INDEX = -100;
-
-// SplitMix32-style mixing (Mulberry32's finaliser): a good enough hash of 32-bit words for data seeds.
-function mix(h: number, v: number): number {
-  h = Math.imul(h ^ (v >>> 0), 0x9e3779b1) >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b) >>> 0;
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 function intOption(v: unknown, dflt: number, min: number, arg: string): number {
   const x = v === undefined ? dflt : v;
@@ -103,7 +93,7 @@ export class SelectiveCopying extends TokenBatches<CopyingSplit> {
       throw new ArgumentError(`SelectiveCopying: expected an integer >= 0 for argument 'index' but received ${describeValue(index)}`, { fn: 'SelectiveCopying', arg: 'index' });
     const { batchSize: B, seqLen: T, numTokens: M, noiseLen: L } = this;
     const want = split === 'train' ? 0 : 1;
-    const rand = uniforms(mix(mix(mix(0x2545f491, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + want));
+    const rand = uniforms(mix32(mix32(mix32(0x2545f491, this.seed), index % 4294967296), Math.floor(index / 4294967296) * 2 + want));
     const inputs = new Int32Array(B * T);
     const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
     const span = L + M;
@@ -125,7 +115,7 @@ export class SelectiveCopying extends TokenBatches<CopyingSplit> {
         let h = 0x811c9dc5;
         for (let j = 0; j < M; j++) {
           tok[j] = 1 + Math.floor(rand() * (this.vocabSize - 2));
-          h = mix(mix(h, pos[j]), tok[j]);
+          h = mix32(mix32(h, pos[j]), tok[j]);
         }
         if ((h & 1) === want) break;
       }
