@@ -45,61 +45,38 @@ from transformers.models.mamba import modeling_mamba  # noqa: E402
 BATCH = 2
 SEQ_LEN = 12
 
-# Two small models. Every config field is given explicitly so nothing depends on a library default.
+# Two small models. Every config field is given explicitly so nothing depends on a library default; the
+# second model changes what the first leaves at one setting (conv width, rank, biases, tying).
+TINY = dict(
+    vocab_size=64,  # already a multiple of 8: transformers uses vocab_size as the embedding size
+    hidden_size=32,
+    state_size=8,
+    num_hidden_layers=2,
+    layer_norm_epsilon=1e-5,
+    expand=2,
+    conv_kernel=4,
+    use_bias=False,
+    use_conv_bias=True,
+    hidden_act="silu",
+    initializer_range=0.1,
+    residual_in_fp32=True,
+    time_step_rank="auto",  # ceil(32 / 16) = 2
+    time_step_scale=1.0,
+    time_step_min=0.001,
+    time_step_max=0.1,
+    time_step_init_scheme="random",
+    time_step_floor=1e-4,
+    rescale_prenorm_residual=False,
+    use_cache=False,
+    use_mambapy=False,
+    tie_word_embeddings=True,
+)
 MODELS = {
-    "tiny": dict(
-        seed=0,
-        config=dict(
-            vocab_size=64,  # already a multiple of 8: transformers uses vocab_size as the embedding size
-            hidden_size=32,
-            state_size=8,
-            num_hidden_layers=2,
-            layer_norm_epsilon=1e-5,
-            expand=2,
-            conv_kernel=4,
-            use_bias=False,
-            use_conv_bias=True,
-            hidden_act="silu",
-            initializer_range=0.1,
-            residual_in_fp32=True,
-            time_step_rank="auto",  # ceil(32 / 16) = 2
-            time_step_scale=1.0,
-            time_step_min=0.001,
-            time_step_max=0.1,
-            time_step_init_scheme="random",
-            time_step_floor=1e-4,
-            rescale_prenorm_residual=False,
-            use_cache=False,
-            use_mambapy=False,
-            tie_word_embeddings=True,
-        ),
-    ),
+    "tiny": dict(seed=0, config=TINY),
     "tiny-untied-bias": dict(
         seed=1,
-        config=dict(
-            vocab_size=64,
-            hidden_size=32,
-            state_size=8,
-            num_hidden_layers=2,
-            layer_norm_epsilon=1e-5,
-            expand=2,
-            conv_kernel=3,
-            use_bias=True,
-            use_conv_bias=False,
-            hidden_act="silu",
-            initializer_range=0.1,
-            residual_in_fp32=True,
-            time_step_rank=4,
-            time_step_scale=1.0,
-            time_step_min=0.001,
-            time_step_max=0.1,
-            time_step_init_scheme="random",
-            time_step_floor=1e-4,
-            rescale_prenorm_residual=False,
-            use_cache=False,
-            use_mambapy=False,
-            tie_word_embeddings=False,
-        ),
+        config={**TINY, "conv_kernel": 3, "use_bias": True, "use_conv_bias": False, "time_step_rank": 4,
+                "tie_word_embeddings": False},
     ),
 }
 

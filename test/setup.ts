@@ -6,7 +6,7 @@
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
-import { cudaAvailable, memory } from '../lib';
+import { cudaAvailable, memory, tidy } from '../lib';
 import { uniforms } from '../lib/mulberry32';
 
 export const hasCuda = cudaAvailable();
@@ -56,11 +56,16 @@ export function ravel(idx: readonly number[], shape: readonly number[]): number 
   return idx.reduce((o, v, d) => o * shape[d] + v, 0);
 }
 
-/** Runs `call` and asserts it throws `cls` naming `fn` (when given) and `arg`. */
-export function expectTypedError(call: () => unknown, cls: new (...args: never[]) => Error, fn: string | undefined, arg: string | undefined): void {
+/**
+ * Runs `call` inside `tidy` (so tensors it made before throwing are freed) and asserts it throws `cls` naming
+ * `fn` and `arg` (each when given).
+ */
+export function expectTypedError(call: () => unknown, cls: new (...args: never[]) => Error, fn?: string, arg?: string): void {
   let caught: unknown;
   try {
-    call();
+    tidy(() => {
+      call();
+    });
   } catch (e) {
     caught = e;
   }

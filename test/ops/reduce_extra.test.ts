@@ -4,7 +4,7 @@
 // hand-derived references; bad input (typed errors naming the function and argument); and on CUDA every
 // kernel path (warp rows, block rows, split rows, column tiles) against the CPU.
 import { ArgumentError, DType, DTypeError, DisposedError, ShapeError, Tensor, ops, tensor, tidy } from '../../lib';
-import { describeCuda, expectClose, expectEqualArrays, ravel, rng, unravel } from '../setup';
+import { describeCuda, expectClose, expectEqualArrays, expectTypedError as expectThrows, ravel, rng, unravel } from '../setup';
 
 const FLOATS: DType[] = ['float32', 'float16', 'bfloat16'];
 // rtol = atol per dtype: float32 math, one rounding of the result to the dtype.
@@ -80,19 +80,6 @@ function reducedShape(shape: number[], axes: number[], keepDims: boolean): numbe
   return shape.flatMap((s, d) => (axes.includes(d) ? (keepDims ? [1] : []) : [s]));
 }
 
-function expectThrows(f: () => unknown, cls: new (...a: never[]) => Error, fn: string, arg?: string): void {
-  let caught: unknown;
-  try {
-    tidy(() => {
-      f();
-    });
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(cls);
-  expect((caught as { fn?: string }).fn).toBe(fn);
-  if (arg !== undefined) expect((caught as { arg?: string }).arg).toBe(arg);
-}
 
 // ---- forward ----
 

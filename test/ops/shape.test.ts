@@ -4,7 +4,7 @@
 // hand-derived references; bad input (typed errors naming the function and argument); and on CUDA the
 // same ops against the CPU.
 import { DType, DTypeError, DeviceError, ArgumentError, ShapeError, Tensor, ops, tensor, tidy } from '../../lib';
-import { describeCuda, expectEqualArrays, ravel, rng, unravel } from '../setup';
+import { describeCuda, expectEqualArrays, expectTypedError as expectThrows, ravel, rng, unravel } from '../setup';
 
 const DTYPES: DType[] = ['float32', 'float16', 'bfloat16', 'int32'];
 
@@ -62,19 +62,6 @@ function expectShape(t: Tensor, shape: number[]): void {
   expect([...t.shape]).toEqual(shape);
 }
 
-function expectThrows(f: () => unknown, cls: new (...a: never[]) => Error, fn: string, arg?: string): void {
-  let caught: unknown;
-  try {
-    tidy(() => {
-      f();
-    });
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(cls);
-  expect((caught as { fn?: string }).fn).toBe(fn);
-  if (arg !== undefined) expect((caught as { arg?: string }).arg).toBe(arg);
-}
 
 // ---- forward ----
 
