@@ -179,7 +179,9 @@ describe('mamba-node train --data', () => {
     const o = parseTrainArgs(['--data', 'book.txt']);
     expect(o).toMatchObject({ data: 'book.txt', vocab: 256, seqLen: 128, batch: 16, dModel: 64, steps: 2000, evalEvery: 100, evalBatches: 4 });
     expect((o as { out: string }).out).toBe(path.join('runs', 'byte-lm'));
-    expect(parseTrainArgs([])).toMatchObject({ data: undefined, vocab: 8, batch: 32 });
+    // The Selective Copying defaults depend on the device (parsing needs no GPU, so both are checked anywhere).
+    expect(parseTrainArgs(['--device', 'cpu'])).toMatchObject({ data: undefined, vocab: 8, batch: 32, noiseLen: 16, dtype: 'float32' });
+    expect(parseTrainArgs(['--device', 'cuda'])).toMatchObject({ data: undefined, vocab: 10, batch: 64, noiseLen: 32, dtype: 'bfloat16' });
     expect(() => parseTrainArgs(['--data', 'a.txt', '--vocab', '16'])).toThrow(/--vocab applies to Selective Copying/);
     expect(() => parseTrainArgs(['--data', 'a.txt', '--target', '0.5'])).toThrow(/--target/);
     expect(() => parseTrainArgs(['--seq-len', '64'])).toThrow(/--seq-len applies only with --data/);
