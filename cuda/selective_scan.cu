@@ -8,9 +8,12 @@
 
 namespace mamba {
 
-void selective_scan_fwd_fp32(const SelectiveScanParams& p, cudaStream_t stream);
-void selective_scan_fwd_fp16(const SelectiveScanParams& p, cudaStream_t stream);
-void selective_scan_fwd_bf16(const SelectiveScanParams& p, cudaStream_t stream);
+void selective_scan_fwd_fp32(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
+void selective_scan_fwd_fp16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
+void selective_scan_fwd_bf16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
+size_t selective_scan_fwd_workspace_fp32(const SelectiveScanParams& p);
+size_t selective_scan_fwd_workspace_fp16(const SelectiveScanParams& p);
+size_t selective_scan_fwd_workspace_bf16(const SelectiveScanParams& p);
 void selective_scan_bwd_fp32(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
 void selective_scan_bwd_fp16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
 void selective_scan_bwd_bf16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
@@ -28,13 +31,24 @@ void check_shape(const SelectiveScanParams& p, const char* who) {
 
 }  // namespace
 
-void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
+size_t selective_scan_fwd_workspace_bytes(const SelectiveScanParams& p) {
+  check_shape(p, "selective_scan_fwd_workspace_bytes");
+  switch (p.dtype) {
+    case DType::Float32: return selective_scan_fwd_workspace_fp32(p);
+    case DType::Float16: return selective_scan_fwd_workspace_fp16(p);
+    case DType::BFloat16: return selective_scan_fwd_workspace_bf16(p);
+    default: throw std::runtime_error("selective_scan_fwd_workspace_bytes: unsupported dtype");
+  }
+}
+
+void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* workspace, void* stream) {
   check_shape(p, "selective_scan_fwd_cuda");
+  if (p.scan_segments < 0) throw std::runtime_error("selective_scan_fwd_cuda: scan_segments must be >= 0");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p.dtype) {
-    case DType::Float32: return selective_scan_fwd_fp32(p, s);
-    case DType::Float16: return selective_scan_fwd_fp16(p, s);
-    case DType::BFloat16: return selective_scan_fwd_bf16(p, s);
+    case DType::Float32: return selective_scan_fwd_fp32(p, workspace, s);
+    case DType::Float16: return selective_scan_fwd_fp16(p, workspace, s);
+    case DType::BFloat16: return selective_scan_fwd_bf16(p, workspace, s);
     default: throw std::runtime_error("selective_scan_fwd_cuda: unsupported dtype");
   }
 }

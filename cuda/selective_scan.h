@@ -9,8 +9,14 @@
 
 namespace mamba {
 
-// Writes out, and last_state / checkpoints when those pointers are non-null.
-void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream);
+// Device bytes the forward needs as scratch: 0 unless it splits L into time segments (dstate 16 with variable
+// B/C when batch * dim is too small to fill the GPU, or p.scan_segments > 1); depends on p and the current device.
+size_t selective_scan_fwd_workspace_bytes(const SelectiveScanParams& p);
+
+// Writes out, and last_state / checkpoints when those pointers are non-null. `workspace`: at least
+// selective_scan_fwd_workspace_bytes(p) device bytes (uninitialised is fine), or nullptr when that is 0; with
+// nullptr the forward never splits L (and p.scan_segments > 1 that would split throws).
+void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* workspace, void* stream);
 
 // Device bytes the backward needs as scratch (partial sums); the backward initialises what it uses.
 size_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams& p);

@@ -35,8 +35,6 @@ struct BwdWorkspace {
 // grow with the number of channel tiles (4x more tiles with 4 warps per channel).
 inline int choose_bwd_split(const SelectiveScanParams& p) { return p.deterministic ? 1 : choose_split(p); }
 
-inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
-
 // Lays the workspace out from `base` (nullptr: only computes the size). Returns the total bytes.
 inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, BwdWorkspace* ws) {
   const int tiles = tiles_per_group(p, choose_bwd_split(p));

@@ -321,6 +321,9 @@ struct ChannelTile {
   }
 };
 
+// Workspace pieces are 256-byte aligned.
+inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
+
 inline int tiles_per_group(const SelectiveScanParams& p, int split) {
   const int gs = p.dim / p.n_groups, channels = kWarps / split;
   return (gs + channels - 1) / channels;

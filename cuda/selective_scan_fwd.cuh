@@ -10,6 +10,7 @@
 // per block and shared by its channels. The fast one (dstate 16, variable B/C, large batch * dim) is sequential in
 // time with lane = (channel, 4 states), see its own comment below. Design: docs/kernels/selective_scan.md.
 #pragma once
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include "selective_scan_common.cuh"
@@ -259,9 +260,51 @@ struct FastLayout {
                 "16-byte aligned pieces");
 };
 
-inline bool use_fwd_fast(const SelectiveScanParams& p) {
-  return MAMBA_SS_FWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C &&
-         static_cast<long>(p.batch) * p.dim >= 4096;
+// Time segments of the fast forward (technique T9 of the scan guide). When batch * dim is too small to fill the
+// GPU with lane = (channel, 4 states) (S3: 1536 channels = 192 warps), L is cut into `count` segments of
+// `seg_len` steps (a multiple of kScanCheckpointChunk, so checkpoints stay on the global 32-step grid) that
+// run in parallel (blockIdx.z = segment):
+//   pass 1 (kSummary): segments 0 .. count-2 run the recurrence from a zero state over their steps without C, z,
+//           y or out, and store their local end state h_loc and their sum of dt; the decay of state n over a
+//           segment is then exactly exp2(A2_n * sum dt) (up to rounding), one exp per state and segment;
+//   pass 2: segment k starts from the true state before its first step, which each lane forms itself by walking
+//           the summaries of segments 0 .. k-1 (h = exp2(A2 * S_k') * h + h_loc_k', from initial_state or 0;
+//           at most a few dozen steps, so no separate carry kernel and no h_in buffer), then runs the normal
+//           fast forward over its steps: out, the checkpoints inside its range, and last_state (last segment).
+// Unsplit (count 1, seg_len >= L) the kernel is exactly the unsegmented fast forward.
+struct FwdSegments {
+  int seg_len = 0;        // steps per segment, a multiple of kFastChunk
+  int count = 1;          // segments
+  float* h_loc = nullptr; // (count - 1, batch, dim, 16) fp32: local end states of segments 0 .. count-2
+  float* sdt = nullptr;   // (count - 1, batch, dim) fp32: sum of dt over each of those segments
+};
+
+// Segments shorter than this are not chosen automatically: the per-block prologue and the summary walk would
+// start to cost more than the parallelism gains.
+constexpr int kFwdMinSegSteps = 256;
+
+// Lays the forward workspace out from `base` (nullptr: only computes the size). Returns the total bytes (0 when
+// unsplit).
+inline size_t fwd_workspace_layout(const SelectiveScanParams& p, int count, char* base, FwdSegments* seg) {
+  if (count <= 1) return 0;
+  const size_t bd = static_cast<size_t>(p.batch) * p.dim * (count - 1);
+  const size_t h_bytes = align_up(bd * 16 * sizeof(float)), s_bytes = align_up(bd * sizeof(float));
+  if (seg != nullptr && base != nullptr) {
+    seg->h_loc = reinterpret_cast<float*>(base);
+    seg->sdt = reinterpret_cast<float*>(base + h_bytes);
+  }
+  return h_bytes + s_bytes;
+}
+
+// Which forward kernel runs and how L is split. fast = false: the general warp-chunk kernel.
+struct FwdPlan {
+  bool fast = false;
+  int segments = 1;
+  int seg_len = 0;
+};
+
+inline bool fwd_fast_eligible(const SelectiveScanParams& p) {
+  return MAMBA_SS_FWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C;
 }
 
 // The kRunElems values of one 16-byte raw run in shared memory, as fp32.
@@ -298,8 +341,11 @@ __device__ __forceinline__ void stage_run(raw* dst, const raw* row, int t, int L
 // silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
 __device__ __forceinline__ float silu_fast(float z) { return z * __fdividef(1.f, 1.f + __expf(-z)); }
 
-template <class Io>
-__global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_fwd_fast_kernel(const SelectiveScanParams p) {
+// kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
+// segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
+template <class Io, bool kSummary>
+__global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
+    selective_scan_fwd_fast_kernel(const SelectiveScanParams p, const FwdSegments seg) {
   using raw = typename Io::raw;
   using Lay = FastLayout<Io>;
   constexpr int N = 16, T = kFastChunk, E = Lay::kRunElems;
@@ -311,6 +357,9 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
   const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int ch0 = tile * kFastChannels + warp * 8;  // the warp's first channel inside group g
+  // The block's time segment: whole chunks [ck_begin, ck_end), steps [t_begin, t_end).
+  const int kseg = blockIdx.z;
+  const int ck_begin = kseg * seg.seg_len / T, ck_end = (min(L, (kseg + 1) * seg.seg_len) + T - 1) / T;
 
   float* sBC = reinterpret_cast<float*>(smem + Lay::kBC);       // 2 x (B (T, 16), pad, C (T, 16), pad) fp32
   raw* sRawBC = reinterpret_cast<raw*>(smem + Lay::kRawBC);     // (2, 16, kPadElems) raw B, C
@@ -329,6 +378,8 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
   const bool vec_B = rows_vectorizable(p.B, L), vec_C = rows_vectorizable(p.C, L);
   const bool vec_x[3] = {rows_vectorizable(p.u, L), rows_vectorizable(p.delta, L), rows_vectorizable(p.z, L)};
   const bool vec_out = rows_vectorizable(p.out, L);
+  // The summary pass needs neither z nor C.
+  const bool use_z = !kSummary && p.has_z;
 
   // Staging role for u / delta / z / out: run k of the lane is channel xc[k] of the warp, steps [xt[k], +E) of a
   // chunk. A quarter-warp covers 8 consecutive runs: 128 contiguous raw bytes, and 8 distinct bank quads of sDt.
@@ -345,14 +396,14 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
     const int d = g * gs + (xin[k] ? ch0 + xc[k] : 0);
     xrow[k] = (static_cast<size_t>(b) * p.dim + d) * L;
     xbias[k] = (xin[k] && p.has_delta_bias) ? p.delta_bias[d] : 0.f;
-    xD[k] = (xin[k] && p.has_D) ? p.D[d] : 0.f;
+    xD[k] = (!kSummary && xin[k] && p.has_D) ? p.D[d] : 0.f;
   }
   auto issue_x = [&](int t0) {
 #pragma unroll
     for (int k = 0; k < Lay::kLaneRuns; ++k)
 #pragma unroll
       for (int a = 0; a < 3; ++a) {
-        if (a == 2 && !p.has_z) continue;
+        if (a == 2 && !use_z) continue;
         stage_run(sRawX + (a * 8 + xc[k]) * T + xt[k], xg[a] + xrow[k], t0 + xt[k], L, xin[k], vec_x[a]);
       }
   };
@@ -362,7 +413,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
       float u[E], x[E], z[E];
       raw_run_to_float<Io>(sRawX + (0 * 8 + xc[k]) * T + xt[k], u);
       raw_run_to_float<Io>(sRawX + (1 * 8 + xc[k]) * T + xt[k], x);
-      if (p.has_z) raw_run_to_float<Io>(sRawX + (2 * 8 + xc[k]) * T + xt[k], z);
+      if (use_z) raw_run_to_float<Io>(sRawX + (2 * 8 + xc[k]) * T + xt[k], z);
       float dt[E], dtu[E];
       float2 dg[E];
 #pragma unroll
@@ -372,18 +423,21 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
         // Steps past L and inactive channels: dt = 0 (decay 1, no input), so the state passes through.
         dt[i] = (xin[k] && t0 + xt[k] + i < L) ? v : 0.f;
         dtu[i] = dt[i] * u[i];
-        dg[i] = make_float2(xD[k] * u[i], p.has_z ? silu_fast(z[i]) : 1.f);
+        if constexpr (!kSummary) dg[i] = make_float2(xD[k] * u[i], use_z ? silu_fast(z[i]) : 1.f);
       }
       float4* pdt = reinterpret_cast<float4*>(sDt + xc[k] * kFastPitch + xt[k]);
       float4* pdtu = reinterpret_cast<float4*>(sDtu + xc[k] * kFastPitch + xt[k]);
-      float4* pdg = reinterpret_cast<float4*>(sDg + xc[k] * kFastPitch + xt[k]);
 #pragma unroll
       for (int i = 0; i < E / 4; ++i) {
         pdt[i] = make_float4(dt[4 * i], dt[4 * i + 1], dt[4 * i + 2], dt[4 * i + 3]);
         pdtu[i] = make_float4(dtu[4 * i], dtu[4 * i + 1], dtu[4 * i + 2], dtu[4 * i + 3]);
       }
+      if constexpr (!kSummary) {
+        float4* pdg = reinterpret_cast<float4*>(sDg + xc[k] * kFastPitch + xt[k]);
 #pragma unroll
-      for (int i = 0; i < E / 2; ++i) pdg[i] = make_float4(dg[2 * i].x, dg[2 * i].y, dg[2 * i + 1].x, dg[2 * i + 1].y);
+        for (int i = 0; i < E / 2; ++i)
+          pdg[i] = make_float4(dg[2 * i].x, dg[2 * i].y, dg[2 * i + 1].x, dg[2 * i + 1].y);
+      }
     }
   };
   // The warp's 8 staged output rows of the chunk starting at t0 -> out.
@@ -405,7 +459,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
   };
 
   // Staging role for B / C: run k of the thread is state bn[k] of matrix bm[k] (0 = B, 1 = C), steps [bt[k], +E).
-  // Lanes 0-15 of a warp take 16 B rows and lanes 16-31 the same run of the 16 C rows.
+  // Lanes 0-15 of a warp take 16 B rows and lanes 16-31 the same run of the 16 C rows (idle in the summary pass).
   int bn[Lay::kBCRuns], bm[Lay::kBCRuns], bt[Lay::kBCRuns];
 #pragma unroll
   for (int k = 0; k < Lay::kBCRuns; ++k) {
@@ -416,13 +470,16 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
   }
   auto issue_bc = [&](int t0) {
 #pragma unroll
-    for (int k = 0; k < Lay::kBCRuns; ++k)
+    for (int k = 0; k < Lay::kBCRuns; ++k) {
+      if (kSummary && bm[k] == 1) continue;
       stage_run(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], (bm[k] ? Cg : Bg) + static_cast<size_t>(bn[k]) * L,
                 t0 + bt[k], L, true, bm[k] ? vec_C : vec_B);
+    }
   };
   auto convert_bc = [&](float* dst_buf) {
 #pragma unroll
     for (int k = 0; k < Lay::kBCRuns; ++k) {
+      if (kSummary && bm[k] == 1) continue;
       float v[E];
       raw_run_to_float<Io>(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], v);
       float* dst = dst_buf + bm[k] * (kFastBCBuf / 2) + bt[k] * 16 + bn[k];
@@ -441,29 +498,45 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     A2[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + q] * kLog2e : 0.f;
-    h[q] = (l_active && p.has_initial_state) ? p.initial_state[bdl * N + 4 * j + q] : 0.f;
+    h[q] = (!kSummary && l_active && p.has_initial_state) ? p.initial_state[bdl * N + 4 * j + q] : 0.f;
   }
   const int n_ckpt = num_ckpts(L);
-  const int n_chunks = (L + T - 1) / T;
 
-  issue_bc(0);
-  issue_x(0);
+  issue_bc(ck_begin * T);
+  issue_x(ck_begin * T);
   cp_async_commit();
+  if constexpr (!kSummary) {
+    // The state entering the segment, while the first chunk's copies are in flight: segments 0 .. kseg-1 in
+    // order, h = exp2(A2 * sum dt) * h + h_loc (their summaries from pass 1; nothing to do for segment 0).
+    if (l_active) {
+#pragma unroll 4
+      for (int s = 0; s < kseg; ++s) {
+        const size_t o = static_cast<size_t>(s) * p.batch * p.dim + bdl;
+        const float S = seg.sdt[o];
+        const float4 hl = *reinterpret_cast<const float4*>(seg.h_loc + o * N + 4 * j);
+        h[0] = fmaf(exp2f(A2[0] * S), h[0], hl.x);
+        h[1] = fmaf(exp2f(A2[1] * S), h[1], hl.y);
+        h[2] = fmaf(exp2f(A2[2] * S), h[2], hl.z);
+        h[3] = fmaf(exp2f(A2[3] * S), h[3], hl.w);
+      }
+    }
+  }
   cp_async_wait_all();
-  convert_bc(sBC);
-  convert_x(0);
-  if (n_chunks > 1) {
-    issue_bc(T);
-    issue_x(T);
+  convert_bc(sBC + (ck_begin & 1) * kFastBCBuf);  // chunk ck uses buffer ck & 1
+  convert_x(ck_begin * T);
+  if (ck_begin + 1 < ck_end) {
+    issue_bc((ck_begin + 1) * T);
+    issue_x((ck_begin + 1) * T);
   }
   cp_async_commit();
 
-  for (int ck = 0; ck < n_chunks; ++ck) {
+  float dt_sum = 0.f;  // summary pass: sum of dt over the segment (the same in the channel's 4 lanes)
+  for (int ck = ck_begin; ck < ck_end; ++ck) {
     const int t0 = ck * T;
     // Chunk ck's B/C (converted by the whole block) and the warp's dt arrays are visible, and every warp is done
     // reading the B/C buffer of chunk ck-1, which chunk ck+1 is converted into below.
     __syncthreads();
-    if (t0 % kScanCheckpointChunk == 0 && p.checkpoints != nullptr && l_active) {
+    if (!kSummary && t0 % kScanCheckpointChunk == 0 && p.checkpoints != nullptr && l_active) {
 #pragma unroll
       for (int q = 0; q < 4; ++q) p.checkpoints[(bdl * n_ckpt + t0 / kScanCheckpointChunk) * N + 4 * j + q] = h[q];
     }
@@ -473,67 +546,172 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks) selective_scan_f
     const float4* sC4 = reinterpret_cast<const float4*>(sB + kFastBCBuf / 2) + j;     // step t: sC4[4 t]
     const float4* dt4 = reinterpret_cast<const float4*>(sDt + cl * kFastPitch);       // steps 4k..4k+3: dt4[k]
     const float4* dtu4 = reinterpret_cast<const float4*>(sDtu + cl * kFastPitch);
-    const float2* dg = sDg + cl * kFastPitch + j;                                       // step 4k+j: dg[4k]
-    raw* orow = sOut + cl * Lay::kPadElems + j;                                         // step 4k+j: orow[4k]
+    if constexpr (kSummary) {
+      float csum = 0.f;  // per chunk, then into dt_sum: shorter fp32 sums
 #pragma unroll kFastUnroll
-    for (int k = 0; k < T / 4; ++k) {
-      const float4 dtv = dt4[k], dtuv = dtu4[k];
-      const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
-      const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
-      float y[4];  // this lane's partial C.h of steps 4k .. 4k+3
+      for (int k = 0; k < T / 4; ++k) {
+        const float4 dtv = dt4[k], dtuv = dtu4[k];
+        const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
+        const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const float4 bv = sB4[4 * (4 * k + s)];
-        const float4 cv = sC4[4 * (4 * k + s)];
-        h[0] = fmaf(fast_exp2(dts[s] * A2[0]), h[0], dtus[s] * bv.x);
-        h[1] = fmaf(fast_exp2(dts[s] * A2[1]), h[1], dtus[s] * bv.y);
-        h[2] = fmaf(fast_exp2(dts[s] * A2[2]), h[2], dtus[s] * bv.z);
-        h[3] = fmaf(fast_exp2(dts[s] * A2[3]), h[3], dtus[s] * bv.w);
-        y[s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
+        for (int s = 0; s < 4; ++s) {
+          const float4 bv = sB4[4 * (4 * k + s)];
+          h[0] = fmaf(fast_exp2(dts[s] * A2[0]), h[0], dtus[s] * bv.x);
+          h[1] = fmaf(fast_exp2(dts[s] * A2[1]), h[1], dtus[s] * bv.y);
+          h[2] = fmaf(fast_exp2(dts[s] * A2[2]), h[2], dtus[s] * bv.z);
+          h[3] = fmaf(fast_exp2(dts[s] * A2[3]), h[3], dtus[s] * bv.w);
+        }
+        csum += (dtv.x + dtv.y) + (dtv.z + dtv.w);
       }
-      // Reduce-scatter over the channel's lanes j = 0..3. xor 2: lanes with j < 2 keep steps 0, 1 and send 2, 3,
-      // the others the reverse, so each lane holds two steps summed over {j, j^2}. xor 1: lane j keeps step j.
-      const float q0 = (hiA ? y[2] : y[0]) + __shfl_xor_sync(0xffffffffu, hiA ? y[0] : y[2], 2);
-      const float q1 = (hiA ? y[3] : y[1]) + __shfl_xor_sync(0xffffffffu, hiA ? y[1] : y[3], 2);
-      const float ysum = (hiB ? q1 : q0) + __shfl_xor_sync(0xffffffffu, hiB ? q0 : q1, 1);
-      const float2 e = dg[4 * k];
-      orow[4 * k] = Io::store((ysum + e.x) * e.y);
+      dt_sum += csum;
+      __syncwarp();  // every lane is done reading its dt arrays
+    } else {
+      const float2* dg = sDg + cl * kFastPitch + j;                                       // step 4k+j: dg[4k]
+      raw* orow = sOut + cl * Lay::kPadElems + j;                                         // step 4k+j: orow[4k]
+#pragma unroll kFastUnroll
+      for (int k = 0; k < T / 4; ++k) {
+        const float4 dtv = dt4[k], dtuv = dtu4[k];
+        const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
+        const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
+        float y[4];  // this lane's partial C.h of steps 4k .. 4k+3
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          const float4 bv = sB4[4 * (4 * k + s)];
+          const float4 cv = sC4[4 * (4 * k + s)];
+          h[0] = fmaf(fast_exp2(dts[s] * A2[0]), h[0], dtus[s] * bv.x);
+          h[1] = fmaf(fast_exp2(dts[s] * A2[1]), h[1], dtus[s] * bv.y);
+          h[2] = fmaf(fast_exp2(dts[s] * A2[2]), h[2], dtus[s] * bv.z);
+          h[3] = fmaf(fast_exp2(dts[s] * A2[3]), h[3], dtus[s] * bv.w);
+          y[s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
+        }
+        // Reduce-scatter over the channel's lanes j = 0..3. xor 2: lanes with j < 2 keep steps 0, 1 and send 2, 3,
+        // the others the reverse, so each lane holds two steps summed over {j, j^2}. xor 1: lane j keeps step j.
+        const float q0 = (hiA ? y[2] : y[0]) + __shfl_xor_sync(0xffffffffu, hiA ? y[0] : y[2], 2);
+        const float q1 = (hiA ? y[3] : y[1]) + __shfl_xor_sync(0xffffffffu, hiA ? y[1] : y[3], 2);
+        const float ysum = (hiB ? q1 : q0) + __shfl_xor_sync(0xffffffffu, hiB ? q0 : q1, 1);
+        const float2 e = dg[4 * k];
+        orow[4 * k] = Io::store((ysum + e.x) * e.y);
+      }
+      __syncwarp();  // the warp's output rows are complete and every lane is done reading its dt arrays
+      store_out(t0);
     }
-    __syncwarp();  // the warp's output rows are complete and every lane is done reading its dt arrays
-    store_out(t0);
-    if (ck + 1 < n_chunks) {
+    if (ck + 1 < ck_end) {
       cp_async_wait_all();  // this thread's copies of chunk ck+1, issued one chunk ago
       convert_bc(sBC + ((ck + 1) & 1) * kFastBCBuf);
       convert_x(t0 + T);
-      if (ck + 2 < n_chunks) {
+      if (ck + 2 < ck_end) {
         issue_bc(t0 + 2 * T);
         issue_x(t0 + 2 * T);
       }
       cp_async_commit();
     }
   }
-  if (p.last_state != nullptr && l_active) {
+  if (!l_active) return;
+  if constexpr (kSummary) {
+    const size_t o = static_cast<size_t>(blockIdx.z) * p.batch * p.dim + bdl;
+    *reinterpret_cast<float4*>(seg.h_loc + o * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
+    if (j == 0) seg.sdt[o] = dt_sum;
+  } else if (p.last_state != nullptr && blockIdx.z == gridDim.z - 1) {  // pass 2 runs all seg.count segments
 #pragma unroll
     for (int q = 0; q < 4; ++q) p.last_state[bdl * N + 4 * j + q] = h[q];
   }
 }
 
+// Resident blocks of the fast forward on the current device (blocks per SM x SMs), 0 when unknown. Queried once
+// per device and dtype.
 template <DType kType>
-void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, cudaStream_t stream) {
-  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>>;
+int fwd_fast_resident_blocks() {
+  constexpr int kMaxDevices = 16;
+  static int cached[kMaxDevices] = {};
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (dev >= 0 && dev < kMaxDevices && cached[dev] > 0) return cached[dev];
+  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, false>;
+  const int smem = FastLayout<IO<kType>>::kBytes;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kFastThreads, smem) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  const int blocks = per_sm * sms;
+  if (dev >= 0 && dev < kMaxDevices) cached[dev] = blocks;
+  return blocks;
+}
+
+// The forward's plan. Fast path: dstate 16 with variable B/C, and either batch * dim >= 4096 (S1, S2: unsplit
+// when the grid fills the GPU) or enough steps to split. Segments: as many as fit in one wave of resident blocks
+// (the fast kernel is latency-bound, so more resident warps help and a second partial wave would not), each at
+// least kFwdMinSegSteps long; p.scan_segments > 0 forces the count (tests). `split_ok` false (no workspace):
+// never split, which is the unsegmented behaviour.
+template <DType kType>
+FwdPlan fwd_plan(const SelectiveScanParams& p, bool split_ok) {
+  FwdPlan plan;
+  if (!fwd_fast_eligible(p)) return plan;
+  const int n_chunks = (p.seqlen + kFastChunk - 1) / kFastChunk;
+  const bool big = static_cast<long>(p.batch) * p.dim >= 4096;
+  int want = 1;
+  if (p.scan_segments > 0) {
+    want = p.scan_segments;
+  } else if (split_ok) {
+    const int gs = p.dim / p.n_groups;
+    const long base = static_cast<long>(p.n_groups) * ((gs + kFastChannels - 1) / kFastChannels) * p.batch;
+    const long resident = fwd_fast_resident_blocks<kType>();
+    const long by_wave = base > 0 ? resident / base : 1;
+    const long by_len = p.seqlen / kFwdMinSegSteps;
+    want = static_cast<int>(std::max(1L, std::min({by_wave, by_len, 1024L})));
+  }
+  if (!split_ok) want = 1;
+  const int seg_chunks = (n_chunks + want - 1) / want;
+  plan.segments = (n_chunks + seg_chunks - 1) / seg_chunks;
+  plan.seg_len = seg_chunks * kFastChunk;
+  plan.fast = big || plan.segments > 1 || p.scan_segments > 0;
+  if (!plan.fast) plan = FwdPlan{};
+  return plan;
+}
+
+template <DType kType>
+size_t selective_scan_fwd_workspace(const SelectiveScanParams& p) {
+  const FwdPlan plan = fwd_plan<kType>(p, true);
+  return plan.fast ? fwd_workspace_layout(p, plan.segments, nullptr, nullptr) : 0;
+}
+
+template <DType kType, bool kSummary>
+void fwd_fast_launch_pass(const SelectiveScanParams& p, const FwdSegments& seg, int segments, cudaStream_t stream) {
+  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, kSummary>;
   const int smem = FastLayout<IO<kType>>::kBytes;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
   const int gs = p.dim / p.n_groups;
-  const dim3 grid(p.n_groups * ((gs + kFastChannels - 1) / kFastChannels), p.batch);
-  kernel<<<grid, kFastThreads, smem, stream>>>(p);
+  const dim3 grid(p.n_groups * ((gs + kFastChannels - 1) / kFastChannels), p.batch, segments);
+  kernel<<<grid, kFastThreads, smem, stream>>>(p, seg);
   e = cudaGetLastError();
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
 }
 
 template <DType kType>
-void selective_scan_fwd_launch(const SelectiveScanParams& p, cudaStream_t stream) {
-  if (use_fwd_fast(p)) return selective_scan_fwd_fast_launch<kType>(p, stream);
+void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan& plan, void* workspace,
+                                    cudaStream_t stream) {
+  FwdSegments seg;
+  seg.seg_len = plan.seg_len;
+  seg.count = plan.segments;
+  if (plan.segments > 1) {
+    fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
+    fwd_fast_launch_pass<kType, true>(p, seg, plan.segments - 1, stream);  // summaries of segments 0 .. K-2
+  }
+  fwd_fast_launch_pass<kType, false>(p, seg, plan.segments, stream);
+}
+
+// `workspace`: selective_scan_fwd_workspace<kType>(p) bytes, or nullptr (then L is never split automatically).
+template <DType kType>
+void selective_scan_fwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  const FwdPlan plan = fwd_plan<kType>(p, workspace != nullptr);
+  if (p.scan_segments > 1 && workspace == nullptr && fwd_plan<kType>(p, true).segments > 1)
+    throw std::runtime_error("selective_scan_fwd_cuda: scan_segments > 1 needs the forward workspace");
+  if (plan.fast) return selective_scan_fwd_fast_launch<kType>(p, plan, workspace, stream);
   switch (choose_split(p)) {
     case 1: return selective_scan_fwd_launch_split<kType, 1>(p, stream);
     case 2: return selective_scan_fwd_launch_split<kType, 2>(p, stream);

@@ -2,7 +2,10 @@
 #include "selective_scan_fwd.cuh"
 
 namespace mamba {
-void selective_scan_fwd_fp16(const SelectiveScanParams& p, cudaStream_t stream) {
-  ss::selective_scan_fwd_launch<DType::Float16>(p, stream);
+void selective_scan_fwd_fp16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  ss::selective_scan_fwd_launch<DType::Float16>(p, workspace, stream);
+}
+size_t selective_scan_fwd_workspace_fp16(const SelectiveScanParams& p) {
+  return ss::selective_scan_fwd_workspace<DType::Float16>(p);
 }
 }  // namespace mamba

@@ -40,7 +40,8 @@ void cast_cuda(const void*, DType, void*, DType, int64_t) { no_cuda_error("cast"
 
 }  // namespace cuda
 
-void selective_scan_fwd_cuda(const SelectiveScanParams&, void*) { cuda::no_cuda_error("selectiveScan"); }
+size_t selective_scan_fwd_workspace_bytes(const SelectiveScanParams&) { return 0; }
+void selective_scan_fwd_cuda(const SelectiveScanParams&, void*, void*) { cuda::no_cuda_error("selectiveScan"); }
 size_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams&) { return 0; }
 void selective_scan_bwd_cuda(const SelectiveScanParams&, void*, void*) { cuda::no_cuda_error("selectiveScanBackward"); }
 

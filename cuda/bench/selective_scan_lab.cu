@@ -37,6 +37,8 @@ struct Case {
   DType dtype = DType::Float32;
   bool has_D = true, has_z = true, has_bias = true, softplus = true;
   bool var_B = true, var_C = true, init_state = false, dlast = false, deterministic = false;
+  int segments = 0;            // p.scan_segments: 0 automatic, k > 0 forces the fast forward split into ~k segments
+  bool expect_split = false;   // fail unless the forward splits L (it needs a workspace)
 };
 
 std::string describe(const Case& c) {
@@ -44,8 +46,11 @@ std::string describe(const Case& c) {
   snprintf(buf, sizeof buf, "%-8s b%d d%d L%-5d N%-3d g%d %s%s%s%s%s%s%s%s%s", dtype_name(c.dtype), c.batch, c.dim, c.L,
            c.N, c.groups, c.has_D ? "D " : "", c.has_z ? "z " : "", c.has_bias ? "bias " : "", c.softplus ? "sp " : "",
            c.var_B ? "" : "B-inv ", c.var_C ? "" : "C-inv ", c.init_state ? "h0 " : "", c.dlast ? "dlast " : "",
-           c.deterministic ? "det" : "");
-  return buf;
+           c.deterministic ? "det " : "");
+  std::string r = buf;
+  if (c.segments > 0) r += "seg" + std::to_string(c.segments) + " ";
+  if (c.expect_split) r += "split";
+  return r;
 }
 
 // Host values rounded to the activation dtype, and their device bits.
@@ -326,6 +331,7 @@ bool check(const char* name, const std::vector<float>& got, const std::vector<do
 // Device buffers of one case; the pointers are filled into a params struct by fill().
 struct Device {
   DevBuf u, delta, z, B, C, A, D, bias, h0, out, last, ckpt, dout, dlast, du, ddelta, dA, dB, dC, dD, dz, dbias, dh0, ws;
+  DevBuf fws;  // forward workspace (time-split forward)
 };
 
 SelectiveScanParams make_params(const Case& c, Device& dv) {
@@ -344,6 +350,7 @@ SelectiveScanParams make_params(const Case& c, Device& dv) {
   p.has_delta_bias = c.has_bias;
   p.has_initial_state = c.init_state;
   p.deterministic = c.deterministic;
+  p.scan_segments = c.segments;
   p.u = dv.u.p;
   p.delta = dv.delta.p;
   p.A = static_cast<const float*>(dv.A.p);
@@ -400,8 +407,12 @@ Device make_device(const Case& c, const Inputs& in) {
   return dv;
 }
 
-void run_fwd(const SelectiveScanParams& p) {
-  selective_scan_fwd_cuda(p, nullptr);
+// The forward with its workspace, poisoned first (NaN) so that a read of an unwritten segment summary shows up.
+void run_fwd(const SelectiveScanParams& p, Device& dv) {
+  const size_t ws = selective_scan_fwd_workspace_bytes(p);
+  if (dv.fws.bytes < ws) dv.fws = DevBuf(ws);
+  if (ws) dv.fws.poison();
+  selective_scan_fwd_cuda(p, ws ? dv.fws.p : nullptr, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -422,7 +433,7 @@ bool run_case(const Case& c, uint64_t seed) {
   for (DevBuf* b : {&dv.out, &dv.last, &dv.ckpt, &dv.du, &dv.ddelta, &dv.dz, &dv.dA, &dv.dB, &dv.dC, &dv.dD,
                     &dv.dbias, &dv.dh0})
     b->poison();
-  run_fwd(p);
+  run_fwd(p, dv);
   run_bwd(p, dv);
 
   const Tol t = act_tol(c.dtype), t32 = act_tol(DType::Float32);
@@ -432,6 +443,10 @@ bool run_case(const Case& c, uint64_t seed) {
   const Tol tbc = {std::max(tw.rtol, t.rtol), std::max(tw.atol, t.atol)};
   std::string note;
   bool ok = true;
+  if (c.expect_split && selective_scan_fwd_workspace_bytes(p) == 0) {
+    ok = false;
+    note += " forward did not split L;";
+  }
   ok &= check("out", from_bits(c.dtype, dv.out.download()), ref.out, t, note);
   ok &= check("last_state", dv.last.download_f32(), ref.last, t32, note);
   ok &= check("checkpoints", dv.ckpt.download_f32(), ref.ckpt, t32, note);
@@ -474,7 +489,7 @@ bool run_segment_case(const Case& c, int k, uint64_t seed) {
   SelectiveScanParams pf = make_params(c, full);
   full.out.poison();
   full.last.poison();
-  run_fwd(pf);
+  run_fwd(pf, full);
   auto out_full = from_bits(c.dtype, full.out.download());
   auto last_full = full.last.download_f32();
 
@@ -505,7 +520,7 @@ bool run_segment_case(const Case& c, int k, uint64_t seed) {
     SelectiveScanParams p = make_params(cs, dv);
     dv.out.poison();
     dv.last.poison();
-    run_fwd(p);
+    run_fwd(p, dv);
     auto o = from_bits(c.dtype, dv.out.download());
     for (int r = 0; r < bd; ++r)
       for (int t = t0; t < t1; ++t) out_seg[static_cast<size_t>(r) * c.L + t] = o[static_cast<size_t>(r) * cs.L + t - t0];
@@ -604,8 +619,70 @@ int run_checks(bool small) {
         c.deterministic = v == 2;
         c.init_state = c.dlast = v >= 1;
         c.has_z = c.has_D = v != 1;
+        // At L 1024 this grid (132 blocks) is split in time automatically; v 0 keeps the unsplit fast kernel.
+        if (v == 0) c.segments = 1;
         cases.push_back(c);
       }
+  }
+  // Time-split fast forward (dstate 16, variable B/C, small batch * dim, long L): segment summaries, the carry
+  // walk, checkpoints on the global grid, last_state from the last segment. Automatic choice (expect_split: the
+  // case fails if the launcher did not split) and forced counts (odd L, segments of one chunk, inactive channels
+  // of a partial tile, rows that are not 16-byte aligned).
+  for (DType dt : dtypes) {
+    if (small) {
+      Case c;
+      c.dtype = dt;
+      c.batch = 1;
+      c.dim = 40;
+      c.groups = 2;
+      c.L = 300;
+      c.segments = 4;  // 3 chunks per segment, 4 segments, the last one partial
+      c.init_state = c.dlast = true;
+      cases.push_back(c);
+      c = Case();
+      c.dtype = dt;
+      c.batch = 1;
+      c.dim = 64;
+      c.L = 600;
+      c.expect_split = true;
+      cases.push_back(c);
+      continue;
+    }
+    for (int L : {4096, 3001})
+      for (int v = 0; v < 4; ++v) {
+        Case c;
+        c.dtype = dt;
+        c.batch = 1;
+        c.dim = v == 3 ? 200 : 64;
+        c.groups = v == 3 ? 2 : 1;  // 100 channels per group: the last tile of each group is partial
+        c.L = L;
+        c.expect_split = true;
+        c.init_state = c.dlast = v == 1 || v == 2;
+        c.has_z = c.has_D = v != 1;
+        c.has_bias = c.softplus = v != 2;
+        cases.push_back(c);
+      }
+    for (int segs : {2, 7, 100}) {
+      Case c;
+      c.dtype = dt;
+      c.batch = 2;
+      c.dim = 40;
+      c.groups = 2;
+      c.L = segs == 100 ? 300 : 1000;  // 100: one 32-step chunk per segment (10 segments)
+      c.segments = segs;
+      c.init_state = c.dlast = segs != 2;
+      cases.push_back(c);
+    }
+    {
+      Case c;  // forced unsplit fast kernel at a small batch * dim
+      c.dtype = dt;
+      c.batch = 1;
+      c.dim = 64;
+      c.L = 500;
+      c.segments = 1;
+      c.init_state = true;
+      cases.push_back(c);
+    }
   }
   int passed = 0, failed = 0;
   uint64_t seed = 1;
@@ -617,6 +694,16 @@ int run_checks(bool small) {
     c.init_state = true;
     c.groups = 2;
     for (int k : small ? std::vector<int>{256} : std::vector<int>{256, 500}) (run_segment_case(c, k, seed++) ? passed : failed)++;
+    if (!small) {
+      // Both parts and the whole take the time-split forward.
+      Case cs;
+      cs.dtype = dt;
+      cs.batch = 1;
+      cs.dim = 64;
+      cs.L = 3001;
+      cs.init_state = true;
+      (run_segment_case(cs, 1500, seed++) ? passed : failed)++;
+    }
   }
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
@@ -652,6 +739,9 @@ void run_bench() {
       Device dv = make_device(c, in);
       SelectiveScanParams p = make_params(c, dv);
       dv.ws = DevBuf(selective_scan_bwd_workspace_bytes(p));
+      dv.fws = DevBuf(selective_scan_fwd_workspace_bytes(p));
+      printf("%-4s %-8s forward workspace %zu bytes (%s)\n", s.name, dtype_name(dt), dv.fws.bytes,
+             dv.fws.bytes ? "time-split" : "unsplit");
       cudaEvent_t e0, e1;
       CUDA_CHECK(cudaEventCreate(&e0));
       CUDA_CHECK(cudaEventCreate(&e1));
@@ -664,7 +754,7 @@ void run_bench() {
         std::vector<float> times;
         for (int it = 0; it < 40; ++it) {
           CUDA_CHECK(cudaEventRecord(e0));
-          selective_scan_fwd_cuda(p, nullptr);
+          selective_scan_fwd_cuda(p, dv.fws.p, nullptr);
           if (mode == 1) selective_scan_bwd_cuda(p, dv.ws.p, nullptr);
           CUDA_CHECK(cudaEventRecord(e1));
           CUDA_CHECK(cudaEventSynchronize(e1));

@@ -160,8 +160,15 @@ Napi::Value SelectiveScanFwd(const Napi::CallbackInfo& info) {
   p.last_state = want_last ? static_cast<float*>(last.storage->ptr) : nullptr;
   p.checkpoints = want_ckpt ? static_cast<float*>(ckpt.storage->ptr) : nullptr;
   if (B * D * L > 0) {
-    if (in.device == Device::CPU) selective_scan_fwd_cpu(p);
-    else selective_scan_fwd_cuda(p, cuda::stream());
+    if (in.device == Device::CPU) {
+      selective_scan_fwd_cpu(p);
+    } else {
+      // Scratch for the time-split forward (small-batch, long-L shapes); 0 bytes otherwise.
+      size_t ws_bytes = selective_scan_fwd_workspace_bytes(p);
+      std::shared_ptr<Storage> ws = ws_bytes ? Storage::allocate(in.device, ws_bytes, kFwd) : nullptr;
+      selective_scan_fwd_cuda(p, ws ? ws->ptr : nullptr, cuda::stream());
+      // ws goes back to the cache here; stream order keeps later users behind this forward.
+    }
   } else if (want_last) {
     // An empty sequence leaves the state where it started.
     size_t bytes = static_cast<size_t>(B * D * N) * 4;
