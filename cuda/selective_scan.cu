@@ -14,6 +14,9 @@ void selective_scan_fwd_bf16(const SelectiveScanParams& p, void* workspace, cuda
 size_t selective_scan_fwd_workspace_fp32(const SelectiveScanParams& p);
 size_t selective_scan_fwd_workspace_fp16(const SelectiveScanParams& p);
 size_t selective_scan_fwd_workspace_bf16(const SelectiveScanParams& p);
+size_t selective_scan_bwd_workspace_fp32(const SelectiveScanParams& p);
+size_t selective_scan_bwd_workspace_fp16(const SelectiveScanParams& p);
+size_t selective_scan_bwd_workspace_bf16(const SelectiveScanParams& p);
 void selective_scan_bwd_fp32(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
 void selective_scan_bwd_fp16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
 void selective_scan_bwd_bf16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream);
@@ -54,7 +57,13 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* workspace, void
 }
 
 size_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams& p) {
-  return ss::bwd_workspace_layout(p, nullptr, nullptr);
+  check_shape(p, "selective_scan_bwd_workspace_bytes");
+  switch (p.dtype) {
+    case DType::Float32: return selective_scan_bwd_workspace_fp32(p);
+    case DType::Float16: return selective_scan_bwd_workspace_fp16(p);
+    case DType::BFloat16: return selective_scan_bwd_workspace_bf16(p);
+    default: throw std::runtime_error("selective_scan_bwd_workspace_bytes: unsupported dtype");
+  }
 }
 
 void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* workspace, void* stream) {

@@ -21,36 +21,46 @@ namespace ss {
 
 // Scratch of the backward, carved out of the caller's workspace (all fp32).
 struct BwdWorkspace {
-  float* dA_part;   // (batch, dim, dstate)
+  float* dA_part;   // (segments, batch, dim, dstate)
   float* dBi_part;  // (batch, dim, dstate) time-invariant B only
   float* dCi_part;  // (batch, dim, dstate) time-invariant C only
-  float* dD_part;   // (batch, dim)
-  float* ddb_part;  // (batch, dim)
+  float* dD_part;   // (segments, batch, dim)
+  float* ddb_part;  // (segments, batch, dim)
   float* dB_acc;    // variable B: (batch, G, dstate, L) accumulator, or (tiles, batch, G, dstate, L) if deterministic
   float* dC_acc;    // same for C
   size_t bc_elems;  // elements of one dB_acc / dC_acc
+  // Time split of the fast backward (selective_scan_bwd_fast.cuh); segments 1 and seg_len >= L otherwise.
+  int segments;     // time segments whose per-channel partials are summed by the channel kernel
+  int seg_len;      // steps per segment, a multiple of kScanCheckpointChunk
+  float* g_loc;     // (segments - 1, batch, dim, 16): local adjoint leaving segments 1 .. segments-1 at their left end
+  float* sdt;       // (segments - 1, batch, dim): sum of dt over each of those segments
 };
 
 // Warps per channel in the backward. Deterministic mode keeps one warp per channel: its dB/dC partial buffers
 // grow with the number of channel tiles (4x more tiles with 4 warps per channel).
 inline int choose_bwd_split(const SelectiveScanParams& p) { return p.deterministic ? 1 : choose_split(p); }
 
-// Lays the workspace out from `base` (nullptr: only computes the size). Returns the total bytes.
-inline size_t bwd_workspace_layout(const SelectiveScanParams& p, char* base, BwdWorkspace* ws) {
+// Lays the workspace out from `base` (nullptr: only computes the size) for `segments` time segments (> 1 only on
+// the fast path, which has dstate 16). Returns the total bytes.
+inline size_t bwd_workspace_layout(const SelectiveScanParams& p, int segments, int seg_len, char* base,
+                                   BwdWorkspace* ws) {
   const int tiles = tiles_per_group(p, choose_bwd_split(p));
+  const size_t K = static_cast<size_t>(segments < 1 ? 1 : segments);
   const size_t bdn = static_cast<size_t>(p.batch) * p.dim * p.dstate;
   const size_t bd = static_cast<size_t>(p.batch) * p.dim;
   const size_t bgnl = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
   const size_t bc = p.deterministic ? bgnl * tiles : bgnl;
-  const size_t sizes[7] = {bdn, p.is_variable_B ? 0 : bdn, p.is_variable_C ? 0 : bdn, bd, bd,
-                           p.is_variable_B ? bc : 0, p.is_variable_C ? bc : 0};
-  float* ptrs[7];
+  const size_t sizes[9] = {K * bdn, p.is_variable_B ? 0 : bdn, p.is_variable_C ? 0 : bdn, K * bd, K * bd,
+                           p.is_variable_B ? bc : 0, p.is_variable_C ? bc : 0, (K - 1) * bdn, (K - 1) * bd};
+  float* ptrs[9];
   size_t off = 0;
-  for (int i = 0; i < 7; ++i) {
+  for (int i = 0; i < 9; ++i) {
     ptrs[i] = (base != nullptr && sizes[i] > 0) ? reinterpret_cast<float*>(base + off) : nullptr;
     off += align_up(sizes[i] * sizeof(float));
   }
-  if (ws != nullptr) *ws = BwdWorkspace{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], bc};
+  if (ws != nullptr)
+    *ws = BwdWorkspace{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], bc,
+                       static_cast<int>(K), seg_len, ptrs[7], ptrs[8]};
   return off;
 }
 
@@ -451,9 +461,10 @@ __global__ void selective_scan_bwd_channel_kernel(const SelectiveScanParams p, c
     const size_t d = i / N;
     const int n = static_cast<int>(i % N);
     float sA = 0.f, sB = 0.f, sC = 0.f;
+    const size_t bdn = static_cast<size_t>(p.batch) * p.dim * N;
     for (int b = 0; b < p.batch; ++b) {
       const size_t o = (static_cast<size_t>(b) * p.dim + d) * N + n;
-      sA += ws.dA_part[o];
+      for (int k = 0; k < ws.segments; ++k) sA += ws.dA_part[k * bdn + o];  // time segments in order
       if (!p.is_variable_B) sB += ws.dBi_part[o];
       if (!p.is_variable_C) sC += ws.dCi_part[o];
     }
@@ -462,10 +473,12 @@ __global__ void selective_scan_bwd_channel_kernel(const SelectiveScanParams p, c
     if (!p.is_variable_C) static_cast<raw*>(p.dC)[i] = Io::store(sC);
     if (n == 0) {
       float sD = 0.f, sb = 0.f;
-      for (int b = 0; b < p.batch; ++b) {
-        sD += ws.dD_part[static_cast<size_t>(b) * p.dim + d];
-        sb += ws.ddb_part[static_cast<size_t>(b) * p.dim + d];
-      }
+      const size_t bd = static_cast<size_t>(p.batch) * p.dim;
+      for (int b = 0; b < p.batch; ++b)
+        for (int k = 0; k < ws.segments; ++k) {
+          sD += ws.dD_part[k * bd + static_cast<size_t>(b) * p.dim + d];
+          sb += ws.ddb_part[k * bd + static_cast<size_t>(b) * p.dim + d];
+        }
       if (p.has_D) p.dD[d] = sD;
       if (p.has_delta_bias) p.ddelta_bias[d] = sb;
     }
@@ -507,7 +520,7 @@ template <DType kType, int kSplit>
 void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
   using Io = IO<kType>;
   BwdWorkspace ws;
-  bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
+  bwd_workspace_layout(p, 1, p.seqlen, static_cast<char*>(workspace), &ws);
   if (!p.deterministic) zero_bc_accumulators(ws, stream);
   auto kernel = selective_scan_bwd_kernel<Io, kSplit>;
   const size_t smem = bwd_smem_bytes(p.dstate, SlabStager<Io>::kRawBytes);
@@ -523,9 +536,10 @@ void selective_scan_bwd_launch_split(const SelectiveScanParams& p, void* workspa
 
 template <DType kType>
 void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
-  if (use_bwd_fast(p) && bwd_fast_fits_one_wave<kType>(p)) {
+  const BwdFastPlan plan = bwd_fast_plan<kType>(p);
+  if (plan.fast) {
     BwdWorkspace ws;
-    bwd_workspace_layout(p, static_cast<char*>(workspace), &ws);
+    bwd_workspace_layout(p, plan.segments, plan.seg_len, static_cast<char*>(workspace), &ws);
     zero_bc_accumulators(ws, stream);
     selective_scan_bwd_fast_launch<kType>(p, ws, stream);
     return launch_bwd_finish<IO<kType>>(p, ws, 1, stream);
@@ -535,6 +549,14 @@ void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cu
     case 2: return selective_scan_bwd_launch_split<kType, 2>(p, workspace, stream);
     default: return selective_scan_bwd_launch_split<kType, 4>(p, workspace, stream);
   }
+}
+
+// Workspace bytes of the backward on the current device (the fast path's time split depends on its occupancy).
+template <DType kType>
+size_t selective_scan_bwd_workspace(const SelectiveScanParams& p) {
+  const BwdFastPlan plan = bwd_fast_plan<kType>(p);
+  return plan.fast ? bwd_workspace_layout(p, plan.segments, plan.seg_len, nullptr, nullptr)
+                   : bwd_workspace_layout(p, 1, p.seqlen, nullptr, nullptr);
 }
 
 }  // namespace ss

@@ -20,6 +20,7 @@
 // sums for some steps). At S1 the work is only 1536 warps (11.6 per SM), so the kernel is latency-bound
 // (ncu: ~0.37 instructions issued per cycle per scheduler); see docs/perf.md.
 #pragma once
+#include <algorithm>
 #include "selective_scan_common.cuh"
 
 namespace mamba {
@@ -45,9 +46,8 @@ static_assert(kBfThreads == kBfChannels * kBfChunk / kItems, "one channel run pe
 static_assert(kBfThreads / 4 == 2 * kBfRed * 4, "one reduction output per 4 threads");
 static_assert(kBfSub % kBfRed == 0, "flushes fall inside a sub-chunk");
 
-inline bool use_bwd_fast(const SelectiveScanParams& p) {
-  return MAMBA_SS_BWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C && !p.deterministic &&
-         static_cast<long>(p.batch) * p.dim >= 4096;
+inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
+  return MAMBA_SS_BWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C && !p.deterministic;
 }
 
 // raw_bytes: the cp.async staging buffers of one chunk in the io dtype (BfRaw<Io>::kBytes).
@@ -121,6 +121,11 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   const int tiles = (gs + kBfChannels - 1) / kBfChannels;
   const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
   const int tid = threadIdx.x, lane = tid % 32;
+  // The block's time segment (blockIdx.z; one segment covering L when unsplit): checkpoint intervals
+  // [c_begin, c_end), walked last to first.
+  const int kseg = blockIdx.z;
+  const int c_begin = kseg * ws.seg_len / kBfChunk;
+  const int c_end = (min(L, (kseg + 1) * ws.seg_len) + kBfChunk - 1) / kBfChunk;
   const size_t group_off = (static_cast<size_t>(b) * p.n_groups + g) * N * L;
   const raw* Bg = static_cast<const raw*>(p.B) + group_off;
   const raw* Cg = static_cast<const raw*>(p.C) + group_off;
@@ -156,6 +161,20 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
     // The adjoint entering h_{L-1} from the right: the gradient of last_state, if any.
     gin[q] = (l_active && p.dlast_state != nullptr) ? p.dlast_state[bdl * N + 4 * j + q] : 0.f;
     dA[q] = 0.f;
+  }
+  // Split: the adjoint entering this segment from the right, formed from the summaries of the segments after it
+  // (last to first): g = exp2(A2 * sum dt) * g + g_loc, starting from dlast_state.
+  if (l_active) {
+#pragma unroll 4
+    for (int s = ws.segments - 1; s > kseg; --s) {
+      const size_t o = static_cast<size_t>(s - 1) * p.batch * p.dim + bdl;
+      const float S = ws.sdt[o];
+      const float4 gl = *reinterpret_cast<const float4*>(ws.g_loc + o * N + 4 * j);
+      gin[0] = fmaf(exp2f(A2[0] * S), gin[0], gl.x);
+      gin[1] = fmaf(exp2f(A2[1] * S), gin[1], gl.y);
+      gin[2] = fmaf(exp2f(A2[2] * S), gin[2], gl.z);
+      gin[3] = fmaf(exp2f(A2[3] * S), gin[3], gl.w);
+    }
   }
   float dD_acc = 0.f, ddb_acc = 0.f;  // this lane's steps of channel cl
 
@@ -205,7 +224,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   constexpr int kRunCopies = kItems * static_cast<int>(sizeof(raw)) / 16;  // 16-byte copies per run
   raw* my_raw_bc = rawBC + (sm * 16 + sn) * kBfChunk + soff;
   auto prefetch = [&](int cn) {
-    if (!async || cn < 0) return;
+    if (!async || cn < c_begin) return;
     const int tn = cn * kBfChunk;
     const bool in_c = tn + c_off < L, in_bc = tn + soff < L;  // runs lie wholly inside or outside [0, L)
 #pragma unroll
@@ -226,9 +245,9 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
     cp_async16(&sCk[tid], p.checkpoints + (bdl * n_ckpt + cn) * N + 4 * j, l_active ? 16 : 0);
     cp_async_commit();
   };
-  prefetch(n_ckpt - 1);
+  prefetch(c_end - 1);
 
-  for (int c = n_ckpt - 1; c >= 0; --c) {
+  for (int c = c_end - 1; c >= c_begin; --c) {
     const int t0 = c * kBfChunk;
     __syncthreads();  // the previous chunk's readers are done with every fp32 buffer
     float h_ck[4];  // this lane's checkpoint: the state before the chunk
@@ -403,15 +422,110 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   ddb_acc += __shfl_xor_sync(0xffffffffu, ddb_acc, 1);
   ddb_acc += __shfl_xor_sync(0xffffffffu, ddb_acc, 2);
   if (!l_active) return;
+  // Per-segment partials (summed over segments in order by the channel kernel); the adjoint leaving segment 0 is
+  // dinitial_state.
+  const size_t part = static_cast<size_t>(kseg) * p.batch * p.dim + bdl;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    ws.dA_part[bdl * N + 4 * j + q] = dA[q];
-    if (p.dinitial_state != nullptr) p.dinitial_state[bdl * N + 4 * j + q] = gin[q];
+    ws.dA_part[part * N + 4 * j + q] = dA[q];
+    if (p.dinitial_state != nullptr && kseg == 0) p.dinitial_state[bdl * N + 4 * j + q] = gin[q];
   }
   if (j == 0) {
-    ws.dD_part[bdl] = dD_acc;
-    ws.ddb_part[bdl] = ddb_acc;
+    ws.dD_part[part] = dD_acc;
+    ws.ddb_part[part] = ddb_acc;
   }
+}
+
+// Pass 1 of a split backward: for segment k = blockIdx.z + 1 (1 .. segments-1), the adjoint-only reverse
+// recurrence g <- a_t * (C_t * dy_t + g) over its steps from g = 0 at its right end (no states, no checkpoints),
+// giving the local adjoint leaving its first step (g_loc) and its sum of dt. Same lanes as the fast kernel
+// (channel cl, 4 states); per 32-step chunk the block stages C as (t, 16) fp32 and per channel (dt, dy), with
+// plain loads (this pass reads delta, dout, z and C once; no cp.async pipeline yet).
+template <class Io>
+__global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(const SelectiveScanParams p,
+                                                                             const BwdWorkspace ws) {
+  using raw = typename Io::raw;
+  constexpr int N = 16, T = kBfChunk;
+  __shared__ float4 sC4[T * 4];              // (t, 16) fp32 C
+  __shared__ float2 sEy[T * kBfChannels];    // (t, channel) dt, dy
+  const int L = p.seqlen;
+  const int gs = p.dim / p.n_groups;
+  const int tiles = (gs + kBfChannels - 1) / kBfChannels;
+  const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
+  const int tid = threadIdx.x, lane = tid % 32;
+  const int kseg = blockIdx.z + 1;
+  const int c_begin = kseg * ws.seg_len / T;
+  const int c_end = (min(L, (kseg + 1) * ws.seg_len) + T - 1) / T;
+  const size_t group_off = (static_cast<size_t>(b) * p.n_groups + g) * N * L;
+  const raw* Cg = static_cast<const raw*>(p.C) + group_off;
+  const bool vec_C = rows_vectorizable(p.C, L), vec_dl = rows_vectorizable(p.delta, L);
+  const bool vec_z = rows_vectorizable(p.z, L), vec_dout = rows_vectorizable(p.dout, L);
+
+  // Staging: threads 0..63 load C row tid % 16 at step offset (tid / 16) * 8; every thread loads channel tid % 32
+  // at step offset (tid / 32) * 8.
+  const int sn = tid % 16, soff = (tid / 16) * kItems;
+  const int cs = tid % 32, c_off = (tid / 32) * kItems;
+  const bool s_active = tile * kBfChannels + cs < gs;
+  const int ds = g * gs + (s_active ? tile * kBfChannels + cs : 0);
+  const size_t s_row = (static_cast<size_t>(b) * p.dim + ds) * L;
+  const float s_bias = (s_active && p.has_delta_bias) ? p.delta_bias[ds] : 0.f;
+
+  const int cl = (tid / 32) * 8 + lane / 4, j = lane % 4;
+  const bool l_active = tile * kBfChannels + cl < gs;
+  const int dl = g * gs + (l_active ? tile * kBfChannels + cl : 0);
+  const size_t bdl = static_cast<size_t>(b) * p.dim + dl;
+  float A2[4], gq[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int q = 0; q < 4; ++q) A2[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + q] * kLog2e : 0.f;
+  float dt_sum = 0.f;
+
+  for (int c = c_end - 1; c >= c_begin; --c) {
+    const int t0 = c * T;
+    __syncthreads();  // the previous chunk's readers are done
+    if (tid < 64) {
+      float v[kItems];
+      load_items<Io>(Cg + static_cast<size_t>(sn) * L, t0 + soff, L, vec_C, v);
+      float* dst = reinterpret_cast<float*>(sC4);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) dst[(soff + i) * N + sn] = v[i];
+    }
+    {
+      float x[kItems], dout[kItems], z[kItems];
+      if (s_active) {
+        load_items<Io>(static_cast<const raw*>(p.delta) + s_row, t0 + c_off, L, vec_dl, x);
+        load_items<Io>(static_cast<const raw*>(p.dout) + s_row, t0 + c_off, L, vec_dout, dout);
+        if (p.has_z) load_items<Io>(static_cast<const raw*>(p.z) + s_row, t0 + c_off, L, vec_z, z);
+      }
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        float dt = 0.f, dy = 0.f;
+        // Padded steps and inactive channels: decay 1 and no input, so the adjoint passes through.
+        if (s_active && t0 + c_off + i < L) {
+          const float v = x[i] + s_bias;
+          dt = p.delta_softplus ? softplusf(v) : v;
+          dy = p.has_z ? dout[i] * z[i] * sigmoidf_fast(z[i]) : dout[i];
+        }
+        sEy[(c_off + i) * kBfChannels + cs] = make_float2(dt, dy);
+      }
+    }
+    __syncthreads();
+    float csum = 0.f;
+#pragma unroll 8
+    for (int t = T - 1; t >= 0; --t) {
+      const float2 e = sEy[t * kBfChannels + cl];
+      const float4 cv = sC4[t * 4 + j];
+      gq[0] = fast_exp2(e.x * A2[0]) * fmaf(cv.x, e.y, gq[0]);
+      gq[1] = fast_exp2(e.x * A2[1]) * fmaf(cv.y, e.y, gq[1]);
+      gq[2] = fast_exp2(e.x * A2[2]) * fmaf(cv.z, e.y, gq[2]);
+      gq[3] = fast_exp2(e.x * A2[3]) * fmaf(cv.w, e.y, gq[3]);
+      csum += e.x;
+    }
+    dt_sum += csum;
+  }
+  if (!l_active) return;
+  const size_t o = static_cast<size_t>(kseg - 1) * p.batch * p.dim + bdl;
+  *reinterpret_cast<float4*>(ws.g_loc + o * N + 4 * j) = make_float4(gq[0], gq[1], gq[2], gq[3]);
+  if (j == 0) ws.sdt[o] = dt_sum;
 }
 
 // Blocks of the fast kernel: one per (batch, group, tile of kBfChannels channels).
@@ -420,31 +534,83 @@ inline dim3 bwd_fast_grid(const SelectiveScanParams& p) {
   return dim3(p.n_groups * ((gs + kBfChannels - 1) / kBfChannels), p.batch);
 }
 
-// Whether the fast kernel runs all its blocks in one wave on this device. Its per-lane work is a long serial
-// walk, so a second, partial wave costs as much as the first; the warp-chunk kernel is faster then (S2).
+// Resident blocks of the fast kernel on the current device (blocks per SM x SMs), 0 when unknown; cached per
+// device and dtype.
 template <DType kType>
-bool bwd_fast_fits_one_wave(const SelectiveScanParams& p) {
+int bwd_fast_resident_blocks() {
+  constexpr int kMaxDevices = 16;
+  static int cached[kMaxDevices] = {};
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (dev >= 0 && dev < kMaxDevices && cached[dev] > 0) return cached[dev];
   auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
   const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
-  int dev = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess ||
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kBfThreads, smem) != cudaSuccess) {
     cudaGetLastError();
-    return false;
+    return 0;
   }
-  const dim3 g = bwd_fast_grid(p);
-  return static_cast<long>(g.x) * g.y <= static_cast<long>(per_sm) * sms;
+  const int blocks = per_sm * sms;
+  if (dev >= 0 && dev < kMaxDevices) cached[dev] = blocks;
+  return blocks;
 }
 
+// Segments shorter than this are not chosen automatically.
+constexpr int kBwdMinSegSteps = 256;
+
+struct BwdFastPlan {
+  bool fast = false;
+  int segments = 1;
+  int seg_len = 0;
+};
+
+// Whether the fast kernel runs, and its time split. Its per-lane work is a long serial walk, so the whole grid must
+// fit in one wave of resident blocks (a second, partial wave costs as much as the first; the warp-chunk kernel is
+// faster then: S2). Unsplit when batch * dim >= 4096 and the grid fills the wave (S1); otherwise L is split into
+// as many segments as fill one wave (at least kBwdMinSegSteps each; S3: 48 blocks x 8 = 384 of 396).
+// p.scan_segments > 0 forces the count (tests), within the one-wave rule only for the automatic choice.
+template <DType kType>
+BwdFastPlan bwd_fast_plan(const SelectiveScanParams& p) {
+  BwdFastPlan plan;
+  if (!bwd_fast_eligible(p)) return plan;
+  const int n_chunks = (p.seqlen + kBfChunk - 1) / kBfChunk;
+  const dim3 g = bwd_fast_grid(p);
+  const long base = static_cast<long>(g.x) * g.y;
+  int want = 1;
+  if (p.scan_segments > 0) {
+    want = p.scan_segments;
+  } else {
+    const long resident = bwd_fast_resident_blocks<kType>();
+    if (base > resident) return plan;
+    const long by_wave = resident / base, by_len = p.seqlen / kBwdMinSegSteps;
+    want = static_cast<int>(std::max(1L, std::min({by_wave, by_len, 1024L})));
+  }
+  const int seg_chunks = (n_chunks + want - 1) / want;
+  plan.segments = (n_chunks + seg_chunks - 1) / seg_chunks;
+  plan.seg_len = seg_chunks * kBfChunk;
+  plan.fast = static_cast<long>(p.batch) * p.dim >= 4096 || plan.segments > 1 || p.scan_segments > 0;
+  if (!plan.fast) plan = BwdFastPlan{};
+  return plan;
+}
+
+// ws: laid out for the plan's segments (bwd_workspace_layout), dB/dC accumulators zeroed.
 template <DType kType>
 void selective_scan_bwd_fast_launch(const SelectiveScanParams& p, const BwdWorkspace& ws, cudaStream_t stream) {
+  const dim3 g = bwd_fast_grid(p);
+  if (ws.segments > 1) {
+    selective_scan_bwd_summary_kernel<IO<kType>><<<dim3(g.x, g.y, ws.segments - 1), kBfThreads, 0, stream>>>(p, ws);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
+  }
   auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
   const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
-  kernel<<<bwd_fast_grid(p), kBfThreads, smem, stream>>>(p, ws);
+  kernel<<<dim3(g.x, g.y, ws.segments), kBfThreads, smem, stream>>>(p, ws);
   e = cudaGetLastError();
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
 }

@@ -5,4 +5,7 @@ namespace mamba {
 void selective_scan_bwd_fp16(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
   ss::selective_scan_bwd_launch<DType::Float16>(p, workspace, stream);
 }
+size_t selective_scan_bwd_workspace_fp16(const SelectiveScanParams& p) {
+  return ss::selective_scan_bwd_workspace<DType::Float16>(p);
+}
 }  // namespace mamba

@@ -35,9 +35,10 @@ struct SelectiveScanParams {
   bool has_initial_state = false;
   bool deterministic = false;  // backward: no order-dependent float atomics
   // CUDA only, for tests and tuning; the CPU kernel and the N-API layer ignore it (0). 0: automatic. k > 0 forces
-  // the dstate-16 fast forward (variable B and C) to split L into about k time segments processed in parallel
-  // (whole 32-step checkpoint intervals each, so the count used may be lower; 1 forces the unsplit fast kernel
-  // even for small batch * dim). Results differ from the unsplit kernel only by fp32 rounding.
+  // the dstate-16 fast kernels (variable B and C; the backward's only when not deterministic) to split L into
+  // about k time segments processed in parallel (whole 32-step checkpoint intervals each, so the count used may
+  // be lower; 1 forces the unsplit fast kernels even for small batch * dim). Results differ from the unsplit
+  // kernels only by fp32 rounding. Workspace sizes depend on it: query them with the same params.
   int scan_segments = 0;
 
   // ---- forward inputs ----

@@ -14,6 +14,9 @@
 #include <cstring>
 #include <functional>
 #include <vector>
+#include <map>
+#include <memory>
+#include <string>
 #include <cstdio>
 #include <cstdlib>
 using std::min;
@@ -22,7 +25,7 @@ using std::max;
 #define __launch_bounds__(...)
 #endif
 namespace emu {
-struct Fiber { ucontext_t ctx; bool done = false; std::vector<char> stack; };
+struct Fiber { ucontext_t ctx; bool done = false; };
 inline ucontext_t sched_ctx;
 inline std::vector<Fiber>* fibers = nullptr;
 inline int cur = 0, nthreads = 0;
@@ -34,6 +37,15 @@ inline unsigned warp_arr[32], warp_gen[32];
 inline float warp_slot[32][32];
 inline long long switches = 0;
 inline void* smem() { return smem_buf.data(); }
+// Static __shared__ arrays (gen.py rewrites them to this): one buffer per declaration and block, NaN-filled.
+inline std::map<std::string, std::vector<char>> static_smem_bufs;
+inline void* static_smem(const char* key, size_t bytes) {
+  auto it = static_smem_bufs.find(key);
+  if (it == static_smem_bufs.end()) it = static_smem_bufs.emplace(key, std::vector<char>(bytes, static_cast<char>(0xff))).first;
+  return it->second.data();
+}
+inline std::vector<std::unique_ptr<char[]>> stacks;
+constexpr size_t kStack = 128 * 1024;
 inline uint3 tIdx() { return make_uint3(cur % bdim.x, 0, 0); }
 inline void yield() { ++switches; swapcontext(&(*fibers)[cur].ctx, &sched_ctx); }
 inline int alive_in_warp(int w) {
@@ -76,14 +88,15 @@ inline void run_block(int threads, size_t smem_bytes, std::function<void()>& fn)
   nthreads = threads;
   body = &fn;
   smem_buf.assign(smem_bytes + 16, static_cast<char>(0xff));  // NaN: reads of unwritten shared memory show up
+  static_smem_bufs.clear();
+  while (stacks.size() < static_cast<size_t>(threads)) stacks.emplace_back(new char[kStack]);
   block_arr = block_gen = 0;
   memset(warp_arr, 0, sizeof warp_arr);
   memset(warp_gen, 0, sizeof warp_gen);
   for (int t = 0; t < threads; ++t) {
-    fs[t].stack.resize(256 * 1024);
     getcontext(&fs[t].ctx);
-    fs[t].ctx.uc_stack.ss_sp = fs[t].stack.data();
-    fs[t].ctx.uc_stack.ss_size = fs[t].stack.size();
+    fs[t].ctx.uc_stack.ss_sp = stacks[t].get();
+    fs[t].ctx.uc_stack.ss_size = kStack;
     fs[t].ctx.uc_link = nullptr;
     makecontext(&fs[t].ctx, entry, 0);
   }
@@ -132,6 +145,7 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) { *v = a == cu
 cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, const void*, int, size_t) { *n = 4; return cudaSuccess; }
 cudaError_t cudaGetLastError() { return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
 const char* cudaGetErrorString(cudaError_t) { return "emu"; }
 }
 template <class F> cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int) { return cudaSuccess; }
