@@ -258,6 +258,24 @@ template <> struct Vec16<__half> {
 __device__ __forceinline__ float from_left(float v, int lane) { return __shfl_sync(0xffffffffu, v, (lane + 31) & 31); }
 __device__ __forceinline__ float from_right(float v, int lane) { return __shfl_sync(0xffffffffu, v, (lane + 1) & 31); }
 
+// Lane 0: the W-1 input steps before a segment starting at step t0 of row `row` (x points at the row): from x,
+// or before step 0 from the initial conv state h0 (batch*dim, W-1) if given, else zeros. Other lanes: zeros.
+template <typename T, int W>
+__device__ __forceinline__ void left_halo(const T* x, const void* h0, int64_t row, int64_t t0, int lane,
+                                          float (&halo)[W - 1]) {
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) halo[k] = 0.0f;
+  if (lane != 0) return;
+  if (t0 > 0) {
+#pragma unroll
+    for (int k = 0; k < W - 1; ++k) halo[k] = to_f(x[t0 - (W - 1) + k]);
+  } else if (h0) {
+    const T* h = static_cast<const T*>(h0) + row * (W - 1);
+#pragma unroll
+    for (int k = 0; k < W - 1; ++k) halo[k] = to_f(h[k]);
+  }
+}
+
 template <typename T, int W, bool SILU>
 __global__ void __launch_bounds__(kThreads) conv1d_fwd_vec_kernel(Conv1dParams p, int64_t nseg) {
   using VT = Vec16<T>;
@@ -281,19 +299,7 @@ __global__ void __launch_bounds__(kThreads) conv1d_fwd_vec_kernel(Conv1dParams p
       raw[i] = v < nvec ? *reinterpret_cast<const uint4*>(x + v * V) : make_uint4(0u, 0u, 0u, 0u);
     }
     float halo[W - 1];  // lane 0: the W-1 steps before the segment (initial state or zeros before step 0)
-#pragma unroll
-    for (int k = 0; k < W - 1; ++k) halo[k] = 0.0f;
-    if (lane == 0) {
-      const int64_t t = s * SV * V - (W - 1);
-      if (s > 0) {
-#pragma unroll
-        for (int k = 0; k < W - 1; ++k) halo[k] = to_f(x[t + k]);
-      } else if (p.initial_state) {
-        const T* h0 = static_cast<const T*>(p.initial_state) + row * (W - 1);
-#pragma unroll
-        for (int k = 0; k < W - 1; ++k) halo[k] = to_f(h0[k]);
-      }
-    }
+    left_halo<T, W>(x, p.initial_state, row, s * SV * V, lane, halo);
     T* out = static_cast<T*>(p.out) + row * L;
     float prev[W - 1];  // lane 0: the last W-1 steps of lane 31's previous vector
 #pragma unroll
@@ -374,18 +380,9 @@ __global__ void __launch_bounds__(kThreads, MAMBA_CONV1D_BWD_MIN_BLOCKS) conv1d_
     // Lane 0: x for the W-1 steps before the segment. Lane 31: x and dout for the W-1 steps after it (0 past L).
     float xl[W - 1], xr[W - 1], dr[W - 1];
 #pragma unroll
-    for (int k = 0; k < W - 1; ++k) xl[k] = xr[k] = dr[k] = 0.0f;
-    if (lane == 0) {
-      const int64_t t = s * SV * V - (W - 1);
-      if (s > 0) {
-#pragma unroll
-        for (int k = 0; k < W - 1; ++k) xl[k] = to_f(x[t + k]);
-      } else if (p.initial_state) {
-        const T* h0 = static_cast<const T*>(p.initial_state) + row * (W - 1);
-#pragma unroll
-        for (int k = 0; k < W - 1; ++k) xl[k] = to_f(h0[k]);
-      }
-    } else if (lane == 31) {
+    for (int k = 0; k < W - 1; ++k) xr[k] = dr[k] = 0.0f;
+    left_halo<T, W>(x, p.initial_state, row, s * SV * V, lane, xl);
+    if (lane == 31) {
       const int64_t t = (s + 1) * SV * V;
 #pragma unroll
       for (int k = 0; k < W - 1; ++k)

@@ -9,6 +9,8 @@
 // second kernel sums over blocks in a fixed order (deterministic, no atomics).
 // Wider rows take the shared-memory kernels: one block per row (forward) / a persistent grid (backward),
 // each thread owning every blockDim-th vector and keeping its float32 values in shared memory.
+#include <type_traits>
+
 #include "fused.h"
 #include "fused_common.cuh"
 
@@ -400,18 +402,26 @@ void bwd_reg(const RmsNormParams& p, int tpr, cudaStream_t s) {
 #define RMS_BY_NV(VEC, NV_, CALL) \
   switch (NV_) { RMS_CASE(VEC, 1, CALL) RMS_CASE(VEC, 2, CALL) RMS_CASE(VEC, 3, CALL) RMS_CASE(VEC, 4, CALL) RMS_CASE(VEC, 6, CALL) RMS_CASE(VEC, 8, CALL) default: break; }
 
+// Runs launch(vec, nv) (std::integral_constant arguments) for the plan's register-resident kernel, vectorized
+// with V elements per load when `vec`; false when the plan has none (the caller uses the shared-memory kernel).
+template <int V, class F>
+bool launch_reg(const RegPlan& plan, bool vec, F&& launch) {
+  bool launched = false;
+  if (plan.tpr && vec) {
+    RMS_BY_NV(V, plan.nv, (launch(std::integral_constant<int, V>{}, std::integral_constant<int, NV>{})));
+  } else if (plan.tpr) {
+    RMS_BY_NV(1, plan.nv, (launch(std::integral_constant<int, 1>{}, std::integral_constant<int, NV>{})));
+  }
+  return launched;
+}
+
 template <typename T, typename R>
 void fwd(const RmsNormParams& p, cudaStream_t s) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = use_vectors(p, V, {p.x, p.residual, p.residual_out, p.out});
   const RegPlan plan = reg_plan(p.cols, vec ? V : 1);
-  bool launched = false;
-  if (plan.tpr && vec) {
-    RMS_BY_NV(V, plan.nv, (fwd_reg<T, R, V, NV>(p, plan.tpr, s)));
-  } else if (plan.tpr) {
-    RMS_BY_NV(1, plan.nv, (fwd_reg<T, R, 1, NV>(p, plan.tpr, s)));
-  }
-  if (launched) return;
+  if (launch_reg<V>(plan, vec, [&](auto v, auto nv) { fwd_reg<T, R, decltype(v)::value, decltype(nv)::value>(p, plan.tpr, s); }))
+    return;
   const int threads = threads_for(p.cols, vec ? V : 1);
   const size_t smem = (32 + p.cols) * sizeof(float);
   auto kernel = vec ? rmsnorm_fwd_kernel<T, R, V> : rmsnorm_fwd_kernel<T, R, 1>;
@@ -425,13 +435,8 @@ void bwd(const RmsNormParams& p, cudaStream_t s) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = use_vectors(p, V, {p.r, p.dout, p.dresidual_out, p.dx, p.dresidual});
   const RegPlan plan = reg_plan(p.cols, vec ? V : 1);
-  bool launched = false;
-  if (plan.tpr && vec) {
-    RMS_BY_NV(V, plan.nv, (bwd_reg<T, R, V, NV>(p, plan.tpr, s)));
-  } else if (plan.tpr) {
-    RMS_BY_NV(1, plan.nv, (bwd_reg<T, R, 1, NV>(p, plan.tpr, s)));
-  }
-  if (launched) return;
+  if (launch_reg<V>(plan, vec, [&](auto v, auto nv) { bwd_reg<T, R, decltype(v)::value, decltype(nv)::value>(p, plan.tpr, s); }))
+    return;
   const int threads = threads_for(p.cols, vec ? V : 1);
   const size_t smem = (32 + 4 * p.cols) * sizeof(float);
   auto kernel = vec ? rmsnorm_bwd_kernel<T, R, V> : rmsnorm_bwd_kernel<T, R, 1>;

@@ -113,12 +113,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
     sA[n] = ct.active ? p.A[static_cast<size_t>(ct.d) * N + n] : 0.f;
     sRc[n] = (ct.active && p.dlast_state != nullptr) ? p.dlast_state[bd * N + n] : 0.f;
     sdA[n] = sdBi[n] = sdCi[n] = 0.f;
-    sBi[n] = (ct.active && !p.is_variable_B)
-                 ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n])
-                 : 0.f;
-    sCi[n] = (ct.active && !p.is_variable_C)
-                 ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n])
-                 : 0.f;
+    sBi[n] = fixed_bc<Io>(p.B, p.is_variable_B, ct.active, ct.d, N, n);
+    sCi[n] = fixed_bc<Io>(p.C, p.is_variable_C, ct.active, ct.d, N, n);
   }
   const float D = (ct.active && p.has_D) ? p.D[ct.d] : 0.f;
   const float bias = (ct.active && p.has_delta_bias) ? p.delta_bias[ct.d] : 0.f;

@@ -168,12 +168,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll 4
     for (int s = ws.segments - 1; s > kseg; --s) {
       const size_t o = static_cast<size_t>(s - 1) * p.batch * p.dim + bdl;
-      const float S = ws.sdt[o];
-      const float4 gl = *reinterpret_cast<const float4*>(ws.g_loc + o * N + 4 * j);
-      gin[0] = fmaf(exp2f(A2[0] * S), gin[0], gl.x);
-      gin[1] = fmaf(exp2f(A2[1] * S), gin[1], gl.y);
-      gin[2] = fmaf(exp2f(A2[2] * S), gin[2], gl.z);
-      gin[3] = fmaf(exp2f(A2[3] * S), gin[3], gl.w);
+      carry_segment(gin, A2, ws.sdt[o], *reinterpret_cast<const float4*>(ws.g_loc + o * N + 4 * j));
     }
   }
   float dD_acc = 0.f, ddb_acc = 0.f;  // this lane's steps of channel cl
@@ -313,10 +308,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
           const int t = (s - 1) * kBfSub + i;
           const float4 e = sE[t * kBfChannels + cl];
           const float4 bv = sB4[t * 4 + j];
-          h[0] = fmaf(fast_exp2(e.x * A2[0]), h[0], e.y * bv.x);
-          h[1] = fmaf(fast_exp2(e.x * A2[1]), h[1], e.y * bv.y);
-          h[2] = fmaf(fast_exp2(e.x * A2[2]), h[2], e.y * bv.z);
-          h[3] = fmaf(fast_exp2(e.x * A2[3]), h[3], e.y * bv.w);
+          state_step4(h, A2, e.x, e.y, bv);
         }
         sHs[s * kBfThreads + tid] = make_float4(h[0], h[1], h[2], h[3]);
       }
@@ -340,10 +332,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
           const int t = tb + i;
           const float4 e = sE[t * kBfChannels + cl];
           const float4 bv = sB4[t * 4 + j];
-          h[0] = fmaf(fast_exp2(e.x * A2[0]), h[0], e.y * bv.x);
-          h[1] = fmaf(fast_exp2(e.x * A2[1]), h[1], e.y * bv.y);
-          h[2] = fmaf(fast_exp2(e.x * A2[2]), h[2], e.y * bv.z);
-          h[3] = fmaf(fast_exp2(e.x * A2[3]), h[3], e.y * bv.w);
+          state_step4(h, A2, e.x, e.y, bv);
 #pragma unroll
           for (int q = 0; q < 4; ++q) H[i][q] = h[q];
           if (p.has_z) {
@@ -534,33 +523,40 @@ inline dim3 bwd_fast_grid(const SelectiveScanParams& p) {
   return dim3(p.n_groups * ((gs + kBfChannels - 1) / kBfChannels), p.batch);
 }
 
-// Resident blocks of the fast kernel on the current device (blocks per SM x SMs), 0 when unknown; cached per
-// device and dtype.
+// Resident blocks of the fast kernel (summary = false) or of the split's summary kernel (true) on the current
+// device (blocks per SM x SMs), 0 when unknown; cached per device, dtype and kernel.
 template <DType kType>
-int bwd_fast_resident_blocks() {
+int bwd_fast_resident_blocks(bool summary) {
   constexpr int kMaxDevices = 16;
-  static int cached[kMaxDevices] = {};
+  static int cached[2][kMaxDevices] = {};
   int dev = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
-  if (dev >= 0 && dev < kMaxDevices && cached[dev] > 0) return cached[dev];
-  auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
-  const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kBfThreads, smem) != cudaSuccess) {
+  if (dev >= 0 && dev < kMaxDevices && cached[summary][dev] > 0) return cached[summary][dev];
+  cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e == cudaSuccess && summary) {
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, selective_scan_bwd_summary_kernel<IO<kType>>,
+                                                      kBfThreads, 0);
+  } else if (e == cudaSuccess) {
+    auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
+    const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kBfThreads, smem);
+  }
+  if (e != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
   const int blocks = per_sm * sms;
-  if (dev >= 0 && dev < kMaxDevices) cached[dev] = blocks;
+  if (dev >= 0 && dev < kMaxDevices) cached[summary][dev] = blocks;
   return blocks;
 }
 
-// Segments shorter than this are not chosen automatically.
+// Segments shorter than this, or more segments than this, are not chosen automatically.
 constexpr int kBwdMinSegSteps = 256;
+constexpr int kBwdMaxAutoSegments = 16;
 
 struct BwdFastPlan {
   bool fast = false;
@@ -568,11 +564,25 @@ struct BwdFastPlan {
   int seg_len = 0;
 };
 
-// Whether the fast kernel runs, and its time split. Its per-lane work is a long serial walk, so the whole grid must
-// fit in one wave of resident blocks (a second, partial wave costs as much as the first; the warp-chunk kernel is
-// faster then: S2). Unsplit when batch * dim >= 4096 and the grid fills the wave (S1); otherwise L is split into
-// as many segments as fill one wave (at least kBwdMinSegSteps each; S3: 48 blocks x 8 = 384 of 396).
-// p.scan_segments > 0 forces the count (tests), within the one-wave rule only for the automatic choice.
+// Modelled time of the fast backward with `segments` time segments, in step units: each lane walks its segment
+// serially, so a pass costs (waves of resident blocks) x (segment length). The summary pass (segments - 1 blocks
+// per tile) does about a quarter of the main pass's work per step; each segment adds a carry walk and a launch
+// share (16 steps). Fitted to the H200 sweep of 2026-11-29 (docs/perf.md): it picks K = 1 at S1, 6 at S2 and 16
+// at S3, the measured best or within 1% of it.
+inline double bwd_fast_cost(long base, long resident, long resident_summary, int n_chunks, int segments) {
+  const int seg_chunks = (n_chunks + segments - 1) / segments;
+  const int k = (n_chunks + seg_chunks - 1) / seg_chunks;
+  const double seg = static_cast<double>(seg_chunks) * kBfChunk;
+  const auto waves = [](long blocks, long res) { return static_cast<double>((blocks + res - 1) / res); };
+  double cost = waves(base * k, resident) * seg + 16.0 * k;
+  if (k > 1) cost += 0.25 * waves(base * (k - 1), resident_summary) * seg;
+  return cost;
+}
+
+// Whether the fast kernel runs, and its time split: the segment count (1 .. kBwdMaxAutoSegments, segments of at
+// least kBwdMinSegSteps steps) with the lowest bwd_fast_cost. A second, partial wave of the unsplit kernel still
+// beats the warp-chunk kernel (S2: 2.11 vs 2.31 ms), so the fast path is taken whenever batch * dim >= 4096 or L
+// splits. p.scan_segments > 0 forces the count (tests).
 template <DType kType>
 BwdFastPlan bwd_fast_plan(const SelectiveScanParams& p) {
   BwdFastPlan plan;
@@ -584,10 +594,15 @@ BwdFastPlan bwd_fast_plan(const SelectiveScanParams& p) {
   if (p.scan_segments > 0) {
     want = p.scan_segments;
   } else {
-    const long resident = bwd_fast_resident_blocks<kType>();
-    if (base > resident) return plan;
-    const long by_wave = resident / base, by_len = p.seqlen / kBwdMinSegSteps;
-    want = static_cast<int>(std::max(1L, std::min({by_wave, by_len, 1024L})));
+    const long resident = bwd_fast_resident_blocks<kType>(false);
+    const long resident_summary = bwd_fast_resident_blocks<kType>(true);
+    if (resident <= 0 || resident_summary <= 0) return plan;
+    const int most = static_cast<int>(std::max(1, std::min(kBwdMaxAutoSegments, p.seqlen / kBwdMinSegSteps)));
+    double best = bwd_fast_cost(base, resident, resident_summary, n_chunks, 1);
+    for (int k = 2; k <= most; ++k) {
+      const double c = bwd_fast_cost(base, resident, resident_summary, n_chunks, k);
+      if (c < best) best = c, want = k;
+    }
   }
   const int seg_chunks = (n_chunks + want - 1) / want;
   plan.segments = (n_chunks + seg_chunks - 1) / seg_chunks;

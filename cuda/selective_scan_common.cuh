@@ -238,6 +238,24 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// One step of the recurrence for a lane's 4 states: h <- exp2(dt * A2) * h + (dt * u) * B (A2 = A * log2(e)).
+__device__ __forceinline__ void state_step4(float (&h)[4], const float (&A2)[4], float dt, float dtu, float4 bv) {
+  h[0] = fmaf(fast_exp2(dt * A2[0]), h[0], dtu * bv.x);
+  h[1] = fmaf(fast_exp2(dt * A2[1]), h[1], dtu * bv.y);
+  h[2] = fmaf(fast_exp2(dt * A2[2]), h[2], dtu * bv.z);
+  h[3] = fmaf(fast_exp2(dt * A2[3]), h[3], dtu * bv.w);
+}
+
+// One segment of a time-split carry walk for a lane's 4 states: x <- exp2(A2 * S) * x + loc, where S is the
+// segment's sum of dt and loc its local summary (end state from 0 forwards, adjoint from 0 backwards). Once per
+// segment, so the full-range exp2f rather than the MUFU approximation.
+__device__ __forceinline__ void carry_segment(float (&x)[4], const float (&A2)[4], float S, float4 loc) {
+  x[0] = fmaf(exp2f(A2[0] * S), x[0], loc.x);
+  x[1] = fmaf(exp2f(A2[1] * S), x[1], loc.y);
+  x[2] = fmaf(exp2f(A2[2] * S), x[2], loc.z);
+  x[3] = fmaf(exp2f(A2[3] * S), x[3], loc.w);
+}
+
 __device__ __forceinline__ float sigmoidf_fast(float x) { return __frcp_rn(1.f + __expf(-x)); }
 
 __device__ __forceinline__ float softplusf(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
@@ -248,29 +266,44 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Entry (d, n) of a time-invariant B or C (dim, N) in float32; 0 when it varies in time or the lane is idle.
+template <class Io>
+__device__ __forceinline__ float fixed_bc(const void* M, bool variable, bool active, int d, int N, int n) {
+  return (active && !variable) ? Io::load(static_cast<const typename Io::raw*>(M)[static_cast<size_t>(d) * N + n])
+                               : 0.f;
+}
+
+// Affine scan over the 32 lanes of a warp, forwards (kReverse false: lane i composes lanes 0..i) or backwards
+// (true: lanes i..31). Each lane holds the map x -> a*x + b of its steps; returns the value entering the lane
+// given `carry` entering the warp's first lane in scan order, and sets `carry_out` (all lanes) to the value
+// leaving the last one.
+template <bool kReverse>
+__device__ __forceinline__ float warp_affine_scan(float a, float b, float carry, int lane, float& carry_out) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float ao = kReverse ? __shfl_down_sync(0xffffffffu, a, off) : __shfl_up_sync(0xffffffffu, a, off);
+    const float bo = kReverse ? __shfl_down_sync(0xffffffffu, b, off) : __shfl_up_sync(0xffffffffu, b, off);
+    if (kReverse ? lane + off < 32 : lane >= off) {
+      b = fmaf(a, bo, b);
+      a *= ao;
+    }
+  }
+  constexpr int kLast = kReverse ? 0 : 31;  // the lane that composes the whole warp
+  carry_out = fmaf(__shfl_sync(0xffffffffu, a, kLast), carry, __shfl_sync(0xffffffffu, b, kLast));
+  float ae = kReverse ? __shfl_down_sync(0xffffffffu, a, 1) : __shfl_up_sync(0xffffffffu, a, 1);
+  float be = kReverse ? __shfl_down_sync(0xffffffffu, b, 1) : __shfl_up_sync(0xffffffffu, b, 1);
+  if (lane == 31 - kLast) {
+    ae = 1.f;
+    be = 0.f;
+  }
+  return fmaf(ae, carry, be);
+}
+
 // Forward affine scan over lanes in time order. Each lane holds the map h -> A*h + H of its run; returns the
 // state before the lane's first step given the chunk's incoming state `carry`, and sets `carry_out` (all lanes)
 // to the state after the chunk's last step.
 __device__ __forceinline__ float scan_forward(float A, float H, float carry, int lane, float& carry_out) {
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const float Au = __shfl_up_sync(0xffffffffu, A, off);
-    const float Hu = __shfl_up_sync(0xffffffffu, H, off);
-    if (lane >= off) {
-      H = fmaf(A, Hu, H);
-      A *= Au;
-    }
-  }
-  const float A_last = __shfl_sync(0xffffffffu, A, 31);
-  const float H_last = __shfl_sync(0xffffffffu, H, 31);
-  carry_out = fmaf(A_last, carry, H_last);
-  float Ae = __shfl_up_sync(0xffffffffu, A, 1);
-  float He = __shfl_up_sync(0xffffffffu, H, 1);
-  if (lane == 0) {
-    Ae = 1.f;
-    He = 0.f;
-  }
-  return fmaf(Ae, carry, He);
+  return warp_affine_scan<false>(A, H, carry, lane, carry_out);
 }
 
 // Reverse affine scan over lanes (adjoints). Each lane holds the map r -> alpha + beta*r taking the adjoint
@@ -278,25 +311,7 @@ __device__ __forceinline__ float scan_forward(float A, float H, float carry, int
 // entering the lane from the right given `carry` entering the chunk's last lane; `carry_out` (all lanes) is the
 // adjoint leaving the chunk's first step.
 __device__ __forceinline__ float scan_reverse(float beta, float alpha, float carry, int lane, float& carry_out) {
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const float bd = __shfl_down_sync(0xffffffffu, beta, off);
-    const float ad = __shfl_down_sync(0xffffffffu, alpha, off);
-    if (lane + off < 32) {
-      alpha = fmaf(beta, ad, alpha);
-      beta *= bd;
-    }
-  }
-  const float b0 = __shfl_sync(0xffffffffu, beta, 0);
-  const float a0 = __shfl_sync(0xffffffffu, alpha, 0);
-  carry_out = fmaf(b0, carry, a0);
-  float bn = __shfl_down_sync(0xffffffffu, beta, 1);
-  float an = __shfl_down_sync(0xffffffffu, alpha, 1);
-  if (lane == 31) {
-    bn = 1.f;
-    an = 0.f;
-  }
-  return fmaf(bn, carry, an);
+  return warp_affine_scan<true>(beta, alpha, carry, lane, carry_out);
 }
 
 // Which channel and which states a warp owns. kSplit warps share one channel, warp part p taking the states

@@ -51,12 +51,8 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
   for (int n = lane; n < N; n += 32) {
     sCarry[n] = (ct.active && p.has_initial_state) ? p.initial_state[bd * N + n] : 0.f;
     sA2[n] = ct.active ? p.A[static_cast<size_t>(ct.d) * N + n] * kLog2e : 0.f;
-    sBi[n] = (ct.active && !p.is_variable_B)
-                 ? Io::load(static_cast<const raw*>(p.B)[static_cast<size_t>(ct.d) * N + n])
-                 : 0.f;
-    sCi[n] = (ct.active && !p.is_variable_C)
-                 ? Io::load(static_cast<const raw*>(p.C)[static_cast<size_t>(ct.d) * N + n])
-                 : 0.f;
+    sBi[n] = fixed_bc<Io>(p.B, p.is_variable_B, ct.active, ct.d, N, n);
+    sCi[n] = fixed_bc<Io>(p.C, p.is_variable_C, ct.active, ct.d, N, n);
   }
   const float D = (ct.active && p.has_D) ? p.D[ct.d] : 0.f;
   const float bias = (ct.active && p.has_delta_bias) ? p.delta_bias[ct.d] : 0.f;
@@ -512,12 +508,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
 #pragma unroll 4
       for (int s = 0; s < kseg; ++s) {
         const size_t o = static_cast<size_t>(s) * p.batch * p.dim + bdl;
-        const float S = seg.sdt[o];
-        const float4 hl = *reinterpret_cast<const float4*>(seg.h_loc + o * N + 4 * j);
-        h[0] = fmaf(exp2f(A2[0] * S), h[0], hl.x);
-        h[1] = fmaf(exp2f(A2[1] * S), h[1], hl.y);
-        h[2] = fmaf(exp2f(A2[2] * S), h[2], hl.z);
-        h[3] = fmaf(exp2f(A2[3] * S), h[3], hl.w);
+        carry_segment(h, A2, seg.sdt[o], *reinterpret_cast<const float4*>(seg.h_loc + o * N + 4 * j));
       }
     }
   }
@@ -556,10 +547,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           const float4 bv = sB4[4 * (4 * k + s)];
-          h[0] = fmaf(fast_exp2(dts[s] * A2[0]), h[0], dtus[s] * bv.x);
-          h[1] = fmaf(fast_exp2(dts[s] * A2[1]), h[1], dtus[s] * bv.y);
-          h[2] = fmaf(fast_exp2(dts[s] * A2[2]), h[2], dtus[s] * bv.z);
-          h[3] = fmaf(fast_exp2(dts[s] * A2[3]), h[3], dtus[s] * bv.w);
+          state_step4(h, A2, dts[s], dtus[s], bv);
         }
         csum += (dtv.x + dtv.y) + (dtv.z + dtv.w);
       }
@@ -578,10 +566,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
         for (int s = 0; s < 4; ++s) {
           const float4 bv = sB4[4 * (4 * k + s)];
           const float4 cv = sC4[4 * (4 * k + s)];
-          h[0] = fmaf(fast_exp2(dts[s] * A2[0]), h[0], dtus[s] * bv.x);
-          h[1] = fmaf(fast_exp2(dts[s] * A2[1]), h[1], dtus[s] * bv.y);
-          h[2] = fmaf(fast_exp2(dts[s] * A2[2]), h[2], dtus[s] * bv.z);
-          h[3] = fmaf(fast_exp2(dts[s] * A2[3]), h[3], dtus[s] * bv.w);
+          state_step4(h, A2, dts[s], dtus[s], bv);
           y[s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
         }
         // Reduce-scatter over the channel's lanes j = 0..3. xor 2: lanes with j < 2 keep steps 0, 1 and send 2, 3,

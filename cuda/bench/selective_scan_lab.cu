@@ -715,6 +715,51 @@ double median(std::vector<float> v) {
   return v[v.size() / 2];
 }
 
+// A bench shape's inputs on the device (dstate 16, variable B/C, z, D, delta_bias, softplus) with both
+// workspaces sized for `segments` (p.scan_segments; 0 = automatic plan).
+struct BenchSetup {
+  Device dv;
+  SelectiveScanParams p;
+};
+
+BenchSetup bench_setup(int batch, int dim, int L, DType dt, int segments) {
+  Case c;
+  c.batch = batch;
+  c.dim = dim;
+  c.L = L;
+  c.N = 16;
+  c.dtype = dt;
+  const Inputs in = make_inputs(c, 7);
+  BenchSetup bs;
+  bs.dv = make_device(c, in);
+  bs.p = make_params(c, bs.dv);
+  bs.p.scan_segments = segments;
+  bs.dv.ws = DevBuf(selective_scan_bwd_workspace_bytes(bs.p));
+  bs.dv.fws = DevBuf(selective_scan_fwd_workspace_bytes(bs.p));
+  return bs;
+}
+
+// Median of 30 timed runs (after 10 warm-up runs) of the forward, or forward + backward, in milliseconds.
+double time_scan_ms(const SelectiveScanParams& p, const Device& dv, bool backward) {
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  std::vector<float> times;
+  for (int it = 0; it < 40; ++it) {
+    CUDA_CHECK(cudaEventRecord(e0));
+    selective_scan_fwd_cuda(p, dv.fws.p, nullptr);
+    if (backward) selective_scan_bwd_cuda(p, dv.ws.p, nullptr);
+    CUDA_CHECK(cudaEventRecord(e1));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    if (it >= 10) times.push_back(ms);
+  }
+  CUDA_CHECK(cudaEventDestroy(e0));
+  CUDA_CHECK(cudaEventDestroy(e1));
+  return median(times);
+}
+
 void run_bench() {
   struct Shape {
     const char* name;
@@ -729,40 +774,18 @@ void run_bench() {
          "GB/s(min)", "Gexp/s", "HBMfloor", "MUFUfloor");
   for (const Shape& s : shapes)
     for (DType dt : {DType::BFloat16, DType::Float32}) {
-      Case c;
-      c.batch = s.batch;
-      c.dim = s.dim;
-      c.L = s.L;
-      c.N = 16;
-      c.dtype = dt;
-      const Inputs in = make_inputs(c, 7);
-      Device dv = make_device(c, in);
-      SelectiveScanParams p = make_params(c, dv);
-      dv.ws = DevBuf(selective_scan_bwd_workspace_bytes(p));
-      dv.fws = DevBuf(selective_scan_fwd_workspace_bytes(p));
+      BenchSetup bs = bench_setup(s.batch, s.dim, s.L, dt, 0);
+      const SelectiveScanParams& p = bs.p;
+      Device& dv = bs.dv;
       printf("%-4s %-8s forward workspace %zu bytes (%s)\n", s.name, dtype_name(dt), dv.fws.bytes,
              dv.fws.bytes ? "time-split" : "unsplit");
-      cudaEvent_t e0, e1;
-      CUDA_CHECK(cudaEventCreate(&e0));
-      CUDA_CHECK(cudaEventCreate(&e1));
       const double es = dtype_size(dt);
       const double bdl = static_cast<double>(s.batch) * s.dim * s.L, bgnl = static_cast<double>(s.batch) * 16 * s.L;
       const double fwd_bytes = es * (4 * bdl + 2 * bgnl);                // u, delta, z, B, C in; out
       const double bwd_bytes = es * (7 * bdl + 4 * bgnl);                // u, delta, z, dout, B, C in; du, ddelta, dz, dB, dC
       const double exps = bdl * 16;
       for (int mode = 0; mode < 2; ++mode) {
-        std::vector<float> times;
-        for (int it = 0; it < 40; ++it) {
-          CUDA_CHECK(cudaEventRecord(e0));
-          selective_scan_fwd_cuda(p, dv.fws.p, nullptr);
-          if (mode == 1) selective_scan_bwd_cuda(p, dv.ws.p, nullptr);
-          CUDA_CHECK(cudaEventRecord(e1));
-          CUDA_CHECK(cudaEventSynchronize(e1));
-          float ms;
-          CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-          if (it >= 10) times.push_back(ms);
-        }
-        const double ms = median(times);
+        const double ms = time_scan_ms(p, dv, mode == 1);
         const double official = dt == DType::BFloat16 ? (mode ? s.official_fb_bf16 : s.official_fwd_bf16)
                                                       : (mode ? s.official_fb_fp32 : s.official_fwd_fp32);
         const double bytes = mode ? fwd_bytes + bwd_bytes : fwd_bytes;
@@ -771,20 +794,37 @@ void run_bench() {
                mode ? "fwd+bwd" : "fwd", ms, official, official / ms, bytes / (ms * 1e-3) / 1e9,
                nexp / (ms * 1e-3) / 1e9, bytes / kHbm * 1e3, nexp / kMufu * 1e3);
       }
-      CUDA_CHECK(cudaEventDestroy(e0));
-      CUDA_CHECK(cudaEventDestroy(e1));
     }
+}
+
+// Time segments forced through p.scan_segments (both directions) against the automatic plan (0), per bench shape
+// and dtype: the data behind the plans' segment rules. bwd = fwd+bwd - fwd.
+void run_sweep() {
+  struct Shape {
+    const char* name;
+    int batch, dim, L;
+  };
+  const Shape shapes[3] = {{"S1", 8, 1536, 2048}, {"S2", 4, 4096, 2048}, {"S3", 1, 1536, 16384}};
+  printf("%-4s %-8s %4s %9s %9s %9s\n", "shape", "dtype", "K", "fwd ms", "bwd ms", "fwd+bwd");
+  for (const Shape& s : shapes)
+    for (DType dt : {DType::BFloat16, DType::Float32})
+      for (int k : {0, 1, 2, 3, 4, 6, 8, 11, 16}) {
+        const BenchSetup bs = bench_setup(s.batch, s.dim, s.L, dt, k);
+        const double f = time_scan_ms(bs.p, bs.dv, false), fb = time_scan_ms(bs.p, bs.dv, true);
+        printf("%-4s %-8s %4d %9.3f %9.3f %9.3f\n", s.name, dtype_name(dt), k, f, fb - f, fb);
+      }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool bench = false, small = false;
+  bool bench = false, small = false, sweep = false;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--bench")) bench = true;
+    else if (!strcmp(argv[i], "--sweep")) sweep = true;
     else if (!strcmp(argv[i], "--small")) small = true;
     else {
-      fprintf(stderr, "usage: %s [--small | --bench]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--small | --bench | --sweep]\n", argv[0]);
       return 2;
     }
   }
@@ -794,8 +834,9 @@ int main(int argc, char** argv) {
     return 77;  // ctest's SKIP_RETURN_CODE
   }
   try {
-    if (bench) {
-      run_bench();
+    if (bench || sweep) {
+      if (bench) run_bench();
+      if (sweep) run_sweep();
       return 0;
     }
     return run_checks(small);
