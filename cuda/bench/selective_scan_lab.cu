@@ -6,6 +6,8 @@
 //   --small   a reduced grid, quick enough for compute-sanitizer.
 //   --bench   times S1/S2/S3 (bf16, fp32; dstate 16, variable B/C, z, D, delta_bias, softplus): forward with
 //             checkpoints and forward+backward, median of 30 runs after warm-up, against floors and the official.
+//   --sweep [S1|S2|S3]  the bench shapes (or one) with the time-segment count forced (p.scan_segments) from 1 to 64
+//             and automatic (K 0): fwd, bwd and fwd+bwd times, the data behind the segment plans.
 // Shapes follow native/params.h: u/delta/z/out (batch, dim, L), A (dim, N), B/C (batch, G, N, L) or (dim, N).
 #include <cuda_runtime.h>
 #include <algorithm>
@@ -799,32 +801,38 @@ void run_bench() {
 
 // Time segments forced through p.scan_segments (both directions) against the automatic plan (0), per bench shape
 // and dtype: the data behind the plans' segment rules. bwd = fwd+bwd - fwd.
-void run_sweep() {
+void run_sweep(const char* only) {
   struct Shape {
     const char* name;
     int batch, dim, L;
   };
   const Shape shapes[3] = {{"S1", 8, 1536, 2048}, {"S2", 4, 4096, 2048}, {"S3", 1, 1536, 16384}};
   printf("%-4s %-8s %4s %9s %9s %9s\n", "shape", "dtype", "K", "fwd ms", "bwd ms", "fwd+bwd");
-  for (const Shape& s : shapes)
+  for (const Shape& s : shapes) {
+    if (only != nullptr && strcmp(only, s.name) != 0) continue;
     for (DType dt : {DType::BFloat16, DType::Float32})
-      for (int k : {0, 1, 2, 3, 4, 6, 8, 11, 16}) {
+      for (int k : {0, 1, 2, 3, 4, 6, 8, 11, 16, 24, 32, 48, 64}) {
         const BenchSetup bs = bench_setup(s.batch, s.dim, s.L, dt, k);
         const double f = time_scan_ms(bs.p, bs.dv, false), fb = time_scan_ms(bs.p, bs.dv, true);
         printf("%-4s %-8s %4d %9.3f %9.3f %9.3f\n", s.name, dtype_name(dt), k, f, fb - f, fb);
       }
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   bool bench = false, small = false, sweep = false;
+  const char* sweep_only = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--bench")) bench = true;
-    else if (!strcmp(argv[i], "--sweep")) sweep = true;
+    else if (!strcmp(argv[i], "--sweep")) {
+      sweep = true;
+      if (i + 1 < argc && argv[i + 1][0] == 'S') sweep_only = argv[++i];
+    }
     else if (!strcmp(argv[i], "--small")) small = true;
     else {
-      fprintf(stderr, "usage: %s [--small | --bench | --sweep]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--small | --bench | --sweep [S1|S2|S3]]\n", argv[0]);
       return 2;
     }
   }
@@ -836,7 +844,7 @@ int main(int argc, char** argv) {
   try {
     if (bench || sweep) {
       if (bench) run_bench();
-      if (sweep) run_sweep();
+      if (sweep) run_sweep(sweep_only);
       return 0;
     }
     return run_checks(small);
