@@ -43,7 +43,8 @@ constexpr int kBfSubs = kBfChunk / kBfSub;
 static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
 static_assert(kBfThreads == 2 * 16 * kBfChunk / kItems, "one B or C run per thread");
 static_assert(kBfThreads == kBfChannels * kBfChunk / kItems, "one channel run per thread");
-static_assert(kBfThreads / 4 == 2 * kBfRed * 4, "one reduction output per 4 threads");
+static_assert(kBfThreads == kBfRed * 32, "one reduction output (step slot, warp lane value) per thread");
+static_assert(kBfChannels / kBfWarps == 8, "the dB/dC warp reduce-scatter maps 8 values onto 8 channels");
 static_assert(kBfSub % kBfRed == 0, "flushes fall inside a sub-chunk");
 
 inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
@@ -53,7 +54,7 @@ inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
 // raw_bytes: the cp.async staging buffers of one chunk in the io dtype (BfRaw<Io>::kBytes).
 inline size_t bwd_fast_smem_bytes(size_t raw_bytes) {
   return sizeof(float) * (2 * kBfChunk * 16) + sizeof(float4) * kBfChunk * kBfChannels +
-         sizeof(float2) * kBfChunk * kBfChannels + sizeof(float4) * 2 * kBfRed * kBfChannels * 4 +
+         sizeof(float2) * kBfChunk * kBfChannels + sizeof(float) * kBfRed * kBfThreads +
          sizeof(float4) * (kBfSubs + 1) * kBfThreads + raw_bytes;
 }
 
@@ -81,6 +82,28 @@ __device__ __forceinline__ void reduce_scatter8(float (&v)[kBfSub], int j) {
   }
 }
 
+// Reduce-scatter of a lane's dB and dC (its 4 states) over the 8 channels of its warp (lane bits 2..4, partners
+// xor 16, 8, 4): returns the warp's sum of value e = lane >> 2, i.e. matrix e >> 2 (0: dB, 1: dC), state
+// 4 * (lane & 3) + (e & 3). 7 shuffles per step instead of staging 8 floats per lane in shared memory.
+__device__ __forceinline__ float warp_channel_sum8(const float (&dB)[4], const float (&dC)[4], int lane) {
+  float v[4];
+  const bool hi = lane & 16;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float keep = hi ? dC[k] : dB[k], send = hi ? dB[k] : dC[k];
+    v[k] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+  }
+  const bool mid = lane & 8;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const float keep = mid ? v[k + 2] : v[k], send = mid ? v[k] : v[k + 2];
+    v[k] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
+  }
+  const bool lo = lane & 4;
+  const float keep = lo ? v[1] : v[0], send = lo ? v[0] : v[1];
+  return keep + __shfl_xor_sync(0xffffffffu, send, 4);
+}
+
 // row[t + i] = v[i] for i < 2 and t + i < L (t even).
 template <class Io>
 __device__ __forceinline__ void store2(typename Io::raw* row, int t, int L, bool vec, float v0, float v1) {
@@ -106,9 +129,9 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   float* sC = sB + kBfChunk * 16;                                     // (kBfChunk, 16)
   float4* sE = reinterpret_cast<float4*>(sC + kBfChunk * 16);         // (kBfChunk, kBfChannels) dt, dt*u, dy, u
   float2* sF = reinterpret_cast<float2*>(sE + kBfChunk * kBfChannels);  // (kBfChunk, kBfChannels) softplus', dz factor
-  // (2 matrices, kBfRed steps, kBfChannels, 4 quads) dB / dC of the block's lanes, as float4 over a quad
-  float4* sRed = reinterpret_cast<float4*>(sF + kBfChunk * kBfChannels);
-  float4* sHs = sRed + 2 * kBfRed * kBfChannels * 4;  // (kBfSubs, kBfThreads) each lane's sub-chunk start states
+  // (kBfRed step slots, kBfWarps, 32) each warp's dB/dC sums over its channels (warp_channel_sum8)
+  float* sRed = reinterpret_cast<float*>(sF + kBfChunk * kBfChannels);
+  float4* sHs = reinterpret_cast<float4*>(sRed + kBfRed * kBfThreads);  // (kBfSubs, kBfThreads) sub-chunk start states
   float4* sCk = sHs + kBfSubs * kBfThreads;           // (kBfThreads) each lane's checkpoint of the next chunk
   raw* rawE = reinterpret_cast<raw*>(sCk + kBfThreads);  // (4 arrays u/delta/dout/z, kBfChannels, kBfChunk)
   raw* rawBC = rawE + 4 * kBfChannels * kBfChunk;        // (2 matrices, 16, kBfChunk)
@@ -173,37 +196,18 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   }
   float dD_acc = 0.f, ddb_acc = 0.f;  // this lane's steps of channel cl
 
-  // Reduction role (between barriers): output o = (matrix m, slot k, quad jq), channels 8*part .. 8*part+7.
-  const int r_o = tid / 4, r_part = tid % 4;
-  const int r_m = r_o / (kBfRed * 4), r_k = (r_o / 4) % kBfRed, r_jq = r_o % 4;
+  // Reduction role (between barriers): step slot r_k = tid / 32 and warp value r_v = tid % 32 (matrix r_v >> 4,
+  // state 4 * (r_v & 3) + ((r_v >> 2) & 3), as warp_channel_sum8 leaves them), summed over the block's warps.
+  const int r_k = tid / 32, r_v = tid % 32;
+  float* const r_acc = (r_v < 16 ? ws.dB_acc : ws.dC_acc) + group_off +
+                       static_cast<size_t>(4 * (r_v & 3) + ((r_v >> 2) & 3)) * L;
   // Sums the staged steps t0g .. t0g + kBfRed - 1 over the block's channels and adds them to the accumulators.
   auto flush = [&](int t0g) {
-    const float4* src = sRed + (r_m * kBfRed + r_k) * kBfChannels * 4 + r_part * 8 * 4 + r_jq;
-    float4 v[8];
+    float acc = 0.f;
 #pragma unroll
-    for (int ch = 0; ch < 8; ++ch) v[ch] = src[ch * 4];
-#pragma unroll
-    for (int w = 4; w >= 1; w >>= 1)
-#pragma unroll
-      for (int ch = 0; ch < w; ++ch) {
-        v[ch].x += v[ch + w].x;
-        v[ch].y += v[ch + w].y;
-        v[ch].z += v[ch + w].z;
-        v[ch].w += v[ch + w].w;
-      }
-    float4 acc = v[0];
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-      acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
-      acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
-      acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
-      acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
-    }
-    // Each of the 4 lanes adds one state of the quad.
+    for (int w = 0; w < kBfWarps; ++w) acc += sRed[(r_k * kBfWarps + w) * 32 + r_v];
     const int tt = t0g + r_k;
-    const float val = r_part == 0 ? acc.x : r_part == 1 ? acc.y : r_part == 2 ? acc.z : acc.w;
-    if (tt < L)
-      atomicAdd((r_m == 0 ? ws.dB_acc : ws.dC_acc) + group_off + static_cast<size_t>(4 * r_jq + r_part) * L + tt, val);
+    if (tt < L) atomicAdd(r_acc + tt, acc);
   };
 
   const int n_ckpt = num_ckpts(L);
@@ -374,9 +378,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
         s1v[i] = s1;
         s2v[i] = s2;
         const int slot = i % kBfRed;
-        float4* dst = sRed + slot * kBfChannels * 4 + cl * 4 + j;
-        dst[0] = make_float4(dBq[0], dBq[1], dBq[2], dBq[3]);
-        dst[kBfRed * kBfChannels * 4] = make_float4(dCq[0], dCq[1], dCq[2], dCq[3]);
+        sRed[slot * kBfThreads + tid] = warp_channel_sum8(dBq, dCq, lane);
         if (slot == 0) {
           __syncthreads();  // steps t .. t + kBfRed - 1 are staged by every lane
           flush(t0 + t);
