@@ -13,12 +13,13 @@
 //   3. per sub-chunk of kBfSub = 8 steps, last to first: recompute its states into registers H (and the pre-gate
 //      output y when z is given), then walk it backwards with the adjoint g_t = C_t*dy_t + a_{t+1}*g_{t+1}:
 //      dA, and per step s1 = sum_n g*B, s2 = sum_n A*g*a*h_{t-1} (du = dt*s1 + D*dy, ddelta = (s2 + u*s1)*
-//      softplus'), dB = g*dt*u and dC = h*dy summed over the block's channels through shared memory every
-//      kBfRed steps and added to the accumulators with one fp32 atomic per (b, state, step) per block.
+//      softplus'), dB = g*dt*u and dC = h*dy summed over each warp's 8 channels by a shuffle reduce-scatter,
+//      then over the block's warps through shared memory every kBfRed steps, and added to the accumulators with
+//      one fp32 atomic per (b, state, step) per block.
 // Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~38 instructions (ncu), against ~65
 // for the warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole
-// sums for some steps). At S1 the work is only 1536 warps (11.6 per SM), so the kernel is latency-bound
-// (ncu: ~0.37 instructions issued per cycle per scheduler); see docs/perf.md.
+// sums for some steps). The kernel is bound by shared-memory (MIO) traffic (ncu; docs/kernels/selective_scan.md),
+// which is why the dB/dC sums go through shuffles first.
 #pragma once
 #include <algorithm>
 #include "selective_scan_common.cuh"
@@ -29,7 +30,7 @@ namespace ss {
 #ifndef MAMBA_SS_BWD_FAST
 #define MAMBA_SS_BWD_FAST 1
 #endif
-// Resident blocks per SM asked of the compiler: 3 (64-74 KB shared each) caps registers at 168; S1 needs 2.9.
+// Resident blocks per SM asked of the compiler: 3 (50-60 KB shared each) caps registers at 168; S1 needs 2.9.
 #ifndef MAMBA_SS_BWD_FAST_MIN_BLOCKS
 #define MAMBA_SS_BWD_FAST_MIN_BLOCKS 3
 #endif
