@@ -284,8 +284,12 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
         // nothing is accumulated.
         if (s_active && t0 + t < L) {
           const float x = in[1][i] + s_bias;
-          dt = p.delta_softplus ? softplusf(x) : x;
-          dsp = p.delta_softplus ? sigmoidf_fast(x) : 1.f;
+          if (p.delta_softplus) {
+            softplus_sigmoid(x, dt, dsp);
+          } else {
+            dt = x;
+            dsp = 1.f;
+          }
           uu = in[0][i];
           dy = in[2][i];
           if (p.has_z) {

@@ -134,6 +134,7 @@ inline float __shfl_up_sync(unsigned, float v, int d) { int l = emu::cur % 32; r
 inline float __shfl_down_sync(unsigned, float v, int d) { int l = emu::cur % 32; return emu::shfl(v, l + d < 32 ? l + d : l); }
 inline float __expf(float x) { return expf(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+inline float __logf(float x) { return logf(x); }
 inline float __frcp_rn(float a) { return 1.f / a; }
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 inline float atomicAdd(float* a, float v) { float o = *a; *a += v; return o; }
