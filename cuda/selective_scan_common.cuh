@@ -256,7 +256,9 @@ __device__ __forceinline__ void carry_segment(float (&x)[4], const float (&A2)[4
   x[3] = fmaf(exp2f(A2[3] * S), x[3], loc.w);
 }
 
-__device__ __forceinline__ float sigmoidf_fast(float x) { return __frcp_rn(1.f + __expf(-x)); }
+// 1 / (1 + exp(-x)) with the MUFU reciprocal (2 ulp) rather than the IEEE-rounded __frcp_rn (a refinement
+// sequence with a slow path); exp overflow gives 1/inf = 0, as it should.
+__device__ __forceinline__ float sigmoidf_fast(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
 
 // log1p(e) for e = exp(-|x|) in [0, 1]: a 7-term series below 1/8 (truncation under 1e-7 relative), the MUFU log
 // above, where log1p(e) >= 0.118 keeps its 2^-21.4 absolute error under 3e-6 relative. About 12 instructions
