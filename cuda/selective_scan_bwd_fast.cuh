@@ -47,6 +47,11 @@ static_assert(kBfThreads == kBfChannels * kBfChunk / kItems, "one channel run pe
 static_assert(kBfThreads == kBfRed * 32, "one reduction output (step slot, warp lane value) per thread");
 static_assert(kBfChannels / kBfWarps == 8, "the dB/dC warp reduce-scatter maps 8 values onto 8 channels");
 static_assert(kBfSub % kBfRed == 0, "flushes fall inside a sub-chunk");
+// Row pitches of the per-(step, channel) arrays: the epilogue's lanes read steps 0, 2, 4, 6 apart (j-dependent) in
+// the same instruction, so one float4 (sE) or two float2 (sF) of padding per row put those rows in different banks
+// (unpadded, 512- and 256-byte rows made those loads 4-way conflicts).
+constexpr int kBfEPitch = kBfChannels + 1;  // float4 per sE row
+constexpr int kBfFPitch = kBfChannels + 2;  // float2 per sF row
 
 inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
   return MAMBA_SS_BWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C && !p.deterministic;
@@ -54,15 +59,18 @@ inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
 
 // raw_bytes: the cp.async staging buffers of one chunk in the io dtype (BfRaw<Io>::kBytes).
 inline size_t bwd_fast_smem_bytes(size_t raw_bytes) {
-  return sizeof(float) * (2 * kBfChunk * 16) + sizeof(float4) * kBfChunk * kBfChannels +
-         sizeof(float2) * kBfChunk * kBfChannels + sizeof(float) * kBfRed * kBfThreads +
+  return sizeof(float) * (2 * kBfChunk * 16) + sizeof(float4) * kBfChunk * kBfEPitch +
+         sizeof(float2) * kBfChunk * kBfFPitch + sizeof(float) * kBfRed * kBfThreads +
          sizeof(float4) * (kBfSubs + 1) * kBfThreads + raw_bytes;
 }
 
-// Bytes of the raw (io dtype) cp.async staging buffers of one chunk: u, delta, dout, z and B, C.
+// The raw (io dtype) cp.async staging buffers of one chunk: rows (u, delta, dout, z per channel; B, C per state)
+// of kBfChunk elements padded by 16 bytes, so the 16-byte copies of lanes that own consecutive rows land in
+// different bank quads (unpadded 64-byte rows made them 8-way conflicts).
 template <class Io>
 struct BfRaw {
-  static constexpr size_t kBytes = sizeof(typename Io::raw) * (4 * kBfChannels * kBfChunk + 2 * 16 * kBfChunk);
+  static constexpr int kPitch = kBfChunk + 16 / static_cast<int>(sizeof(typename Io::raw));  // elements per row
+  static constexpr size_t kBytes = sizeof(typename Io::raw) * kPitch * (4 * kBfChannels + 2 * 16);
 };
 
 // Reduce-scatter of v[0..7] (one value per step of a sub-chunk) over the 4 lanes of a channel: afterwards
@@ -128,14 +136,15 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   extern __shared__ float4 smem_f4[];
   float* sB = reinterpret_cast<float*>(smem_f4);                      // (kBfChunk, 16)
   float* sC = sB + kBfChunk * 16;                                     // (kBfChunk, 16)
-  float4* sE = reinterpret_cast<float4*>(sC + kBfChunk * 16);         // (kBfChunk, kBfChannels) dt, dt*u, dy, u
-  float2* sF = reinterpret_cast<float2*>(sE + kBfChunk * kBfChannels);  // (kBfChunk, kBfChannels) softplus', dz factor
+  float4* sE = reinterpret_cast<float4*>(sC + kBfChunk * 16);         // (kBfChunk, kBfEPitch) dt, dt*u, dy, u
+  float2* sF = reinterpret_cast<float2*>(sE + kBfChunk * kBfEPitch);  // (kBfChunk, kBfFPitch) softplus', dz factor
   // (kBfRed step slots, kBfWarps, 32) each warp's dB/dC sums over its channels (warp_channel_sum8)
-  float* sRed = reinterpret_cast<float*>(sF + kBfChunk * kBfChannels);
+  float* sRed = reinterpret_cast<float*>(sF + kBfChunk * kBfFPitch);
   float4* sHs = reinterpret_cast<float4*>(sRed + kBfRed * kBfThreads);  // (kBfSubs, kBfThreads) sub-chunk start states
   float4* sCk = sHs + kBfSubs * kBfThreads;           // (kBfThreads) each lane's checkpoint of the next chunk
-  raw* rawE = reinterpret_cast<raw*>(sCk + kBfThreads);  // (4 arrays u/delta/dout/z, kBfChannels, kBfChunk)
-  raw* rawBC = rawE + 4 * kBfChannels * kBfChunk;        // (2 matrices, 16, kBfChunk)
+  constexpr int RP = BfRaw<Io>::kPitch;
+  raw* rawE = reinterpret_cast<raw*>(sCk + kBfThreads);  // (4 arrays u/delta/dout/z, kBfChannels, RP)
+  raw* rawBC = rawE + 4 * kBfChannels * RP;              // (2 matrices, 16, RP)
   const float4* sB4 = reinterpret_cast<const float4*>(sB);
   const float4* sC4 = reinterpret_cast<const float4*>(sC);
 
@@ -222,7 +231,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   const bool async = MAMBA_SS_ASYNC_STAGE && vec_u && vec_dl && vec_dout && (!p.has_z || vec_z) && vec_B && vec_C &&
                      reinterpret_cast<uintptr_t>(p.checkpoints) % 16 == 0;
   constexpr int kRunCopies = kItems * static_cast<int>(sizeof(raw)) / 16;  // 16-byte copies per run
-  raw* my_raw_bc = rawBC + (sm * 16 + sn) * kBfChunk + soff;
+  raw* my_raw_bc = rawBC + (sm * 16 + sn) * RP + soff;
   auto prefetch = [&](int cn) {
     if (!async || cn < c_begin) return;
     const int tn = cn * kBfChunk;
@@ -230,7 +239,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       if (k == 3 && !p.has_z) continue;
-      raw* dst = rawE + (k * kBfChannels + cs) * kBfChunk + c_off;
+      raw* dst = rawE + (k * kBfChannels + cs) * RP + c_off;
       const raw* src = in_rows[k] + (in_c ? tn + c_off : 0);
 #pragma unroll
       for (int q = 0; q < kRunCopies; ++q)
@@ -259,7 +268,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
         load_items<Io>(my_raw_bc, 0, kItems, true, v);
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          if (k < 3 || p.has_z) load_items<Io>(rawE + (k * kBfChannels + cs) * kBfChunk + c_off, 0, kItems, true, in[k]);
+          if (k < 3 || p.has_z) load_items<Io>(rawE + (k * kBfChannels + cs) * RP + c_off, 0, kItems, true, in[k]);
         const float4 ck = sCk[tid];
         h_ck[0] = ck.x, h_ck[1] = ck.y, h_ck[2] = ck.z, h_ck[3] = ck.w;
       } else {
@@ -299,8 +308,8 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
             dzf = in[2][i] * sg * fmaf(z, 1.f - sg, 1.f);
           }
         }
-        sE[t * kBfChannels + cs] = make_float4(dt, dt * uu, dy, uu);
-        sF[t * kBfChannels + cs] = make_float2(dsp, dzf);
+        sE[t * kBfEPitch + cs] = make_float4(dt, dt * uu, dy, uu);
+        sF[t * kBfFPitch + cs] = make_float2(dsp, dzf);
       }
     }
     __syncthreads();
@@ -315,7 +324,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll
         for (int i = 0; i < kBfSub; ++i) {
           const int t = (s - 1) * kBfSub + i;
-          const float4 e = sE[t * kBfChannels + cl];
+          const float4 e = sE[t * kBfEPitch + cl];
           const float4 bv = sB4[t * 4 + j];
           state_step4(h, A2, e.x, e.y, bv);
         }
@@ -339,7 +348,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll
         for (int i = 0; i < kBfSub; ++i) {
           const int t = tb + i;
-          const float4 e = sE[t * kBfChannels + cl];
+          const float4 e = sE[t * kBfEPitch + cl];
           const float4 bv = sB4[t * 4 + j];
           state_step4(h, A2, e.x, e.y, bv);
 #pragma unroll
@@ -361,7 +370,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll
       for (int i = kBfSub - 1; i >= 0; --i) {
         const int t = tb + i;
-        const float4 e = sE[t * kBfChannels + cl];
+        const float4 e = sE[t * kBfEPitch + cl];
         const float4 bv4 = sB4[t * 4 + j];
         const float4 cv4 = sC4[t * 4 + j];
         const float bv[4] = {bv4.x, bv4.y, bv4.z, bv4.w};
@@ -397,8 +406,8 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       float du[2], ddl[2], dz[2];
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
-        const float4 e = sE[(te + k) * kBfChannels + cl];
-        const float2 f = sF[(te + k) * kBfChannels + cl];
+        const float4 e = sE[(te + k) * kBfEPitch + cl];
+        const float2 f = sF[(te + k) * kBfFPitch + cl];
         du[k] = fmaf(e.x, s1v[k], l_D * e.z);
         ddl[k] = fmaf(e.w, s1v[k], s2v[k]) * f.x;
         dz[k] = p.has_z ? fmaf(l_D, e.w, y[k]) * f.y : 0.f;

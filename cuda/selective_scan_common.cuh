@@ -256,9 +256,29 @@ __device__ __forceinline__ void carry_segment(float (&x)[4], const float (&A2)[4
   x[3] = fmaf(exp2f(A2[3] * S), x[3], loc.w);
 }
 
-// 1 / (1 + exp(-x)) with the MUFU reciprocal (2 ulp) rather than the IEEE-rounded __frcp_rn (a refinement
-// sequence with a slow path); exp overflow gives 1/inf = 0, as it should.
-__device__ __forceinline__ float sigmoidf_fast(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
+// e^x, log(x) and 1/x as single MUFU instructions. The .ftz forms: the non-ftz __expf / __logf / __fdividef add a
+// range test and two scaling multiplies around each MUFU op for subnormal inputs and results, a third of the
+// per-element conversion work of the scan kernels. What flushing changes here: exp results below 2^-126
+// (arguments under -87.3) become 0, so softplus(x) is 0 rather than ~1e-38 there and sigmoid(x) 0 below x = -87.3;
+// reciprocals of values above 2^126 become 0 (1/inf was 0 already).
+__device__ __forceinline__ float mufu_exp(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * kLog2e));
+  return y;
+}
+__device__ __forceinline__ float mufu_log(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y * 0.69314718f;
+}
+__device__ __forceinline__ float mufu_rcp(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// 1 / (1 + exp(-x)) with the MUFU exp and reciprocal; exp overflow gives 1/inf = 0, as it should.
+__device__ __forceinline__ float sigmoidf_fast(float x) { return mufu_rcp(1.f + mufu_exp(-x)); }
 
 // log1p(e) for e = exp(-|x|) in [0, 1]: a 7-term series below 1/8 (truncation under 1e-7 relative), the MUFU log
 // above, where log1p(e) >= 0.118 keeps its 2^-21.4 absolute error under 3e-6 relative. About 12 instructions
@@ -266,18 +286,18 @@ __device__ __forceinline__ float sigmoidf_fast(float x) { return __fdividef(1.f,
 __device__ __forceinline__ float log1p_unit(float e) {
   if (e < 0.125f)
     return e * (1.f - e * (0.5f - e * (0.33333334f - e * (0.25f - e * (0.2f - e * (0.16666667f - e * 0.14285715f))))));
-  return __logf(1.f + e);
+  return mufu_log(1.f + e);
 }
 
-// softplus(x) = max(x, 0) + log1p(exp(-|x|)): the worst relative error is that of __expf (under 6e-6 for |x| < 40,
-// the same as log1pf(__expf(x)) had); NaN propagates, +-inf give inf and 0.
-__device__ __forceinline__ float softplusf(float x) { return fmaxf(x, 0.f) + log1p_unit(__expf(-fabsf(x))); }
+// softplus(x) = max(x, 0) + log1p(exp(-|x|)): the worst relative error is that of the MUFU exp (under 6e-6 for
+// |x| < 40, the same as log1pf(__expf(x)) had); NaN propagates, +-inf give inf and 0.
+__device__ __forceinline__ float softplusf(float x) { return fmaxf(x, 0.f) + log1p_unit(mufu_exp(-fabsf(x))); }
 
 // softplus(x) and its derivative sigmoid(x) from one exp.
 __device__ __forceinline__ void softplus_sigmoid(float x, float& sp, float& sg) {
-  const float e = __expf(-fabsf(x));
+  const float e = mufu_exp(-fabsf(x));
   sp = fmaxf(x, 0.f) + log1p_unit(e);
-  const float r = __fdividef(1.f, 1.f + e);
+  const float r = mufu_rcp(1.f + e);
   sg = x >= 0.f ? r : e * r;
 }
 

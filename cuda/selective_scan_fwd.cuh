@@ -199,9 +199,10 @@ void selective_scan_fwd_launch_split(const SelectiveScanParams& p, cudaStream_t 
 //   orders them, so warps are tied together only by the B/C barrier.
 // - Every thread converts exactly the 16-byte runs it copied, so it waits only for its own copies. Chunk c+2 is
 //   issued right after chunk c+1 is converted and lands during the scan of chunk c+1; no register prefetch.
-// - y is summed over the 4 lanes of a channel once per 4 steps by a butterfly reduce-scatter (3 shuffles instead
-//   of 8); lane j then owns step 4k+j, applies (y + D*u) * silu(z), and writes the output-dtype value to a per-warp
-//   staging row that the warp stores with 16-byte stores after the chunk.
+// - y is summed over the 4 lanes of a channel once per 8 steps by a butterfly reduce-scatter (6 shuffles instead
+//   of 16); lane j then owns steps 8g+2j, 8g+2j+1, keeps them in registers to the end of the chunk, applies
+//   (y + D*u) * silu(z), and writes the output-dtype pair to a per-warp staging row that the warp stores with
+//   16-byte stores after the chunk. The step loop itself stores nothing to shared memory.
 #ifndef MAMBA_SS_FWD_FAST
 #define MAMBA_SS_FWD_FAST 1
 #endif
@@ -335,7 +336,18 @@ __device__ __forceinline__ void stage_run(raw* dst, const raw* row, int t, int L
 }
 
 // silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
-__device__ __forceinline__ float silu_fast(float z) { return z * __fdividef(1.f, 1.f + __expf(-z)); }
+__device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z); }
+
+// Two adjacent values of a shared-memory row (dst 4-byte aligned for 16-bit types, 8-byte for fp32), one store.
+template <class Io>
+__device__ __forceinline__ void store_pair(typename Io::raw* dst, float a, float b) {
+  if constexpr (sizeof(typename Io::raw) == 4) {
+    *reinterpret_cast<float2*>(dst) = make_float2(a, b);
+  } else {
+    *reinterpret_cast<uint32_t*>(dst) =
+        static_cast<uint32_t>(Io::store(a)) | (static_cast<uint32_t>(Io::store(b)) << 16);
+  }
+}
 
 // kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
 // segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
@@ -554,28 +566,45 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
       dt_sum += csum;
       __syncwarp();  // every lane is done reading its dt arrays
     } else {
-      const float2* dg = sDg + cl * kFastPitch + j;                                       // step 4k+j: dg[4k]
-      raw* orow = sOut + cl * Lay::kPadElems + j;                                         // step 4k+j: orow[4k]
-#pragma unroll kFastUnroll
-      for (int k = 0; k < T / 4; ++k) {
-        const float4 dtv = dt4[k], dtuv = dtu4[k];
-        const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
-        const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
-        float y[4];  // this lane's partial C.h of steps 4k .. 4k+3
+      // Per 8-step group the lane's partial C.h of each step is reduce-scattered over the channel's 4 lanes (xor 2,
+      // then xor 1), leaving lane j the whole y of steps 8g + 2j and 8g + 2j + 1 in ys[2g], ys[2g + 1]. Nothing is
+      // stored to shared memory inside the step loop, so the compiler may hoist the next group's loads above the
+      // shuffles of this one; the gate and the output-dtype stores follow the loop.
+      float ys[T / 4];
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const float4 bv = sB4[4 * (4 * k + s)];
-          const float4 cv = sC4[4 * (4 * k + s)];
-          state_step4(h, A2, dts[s], dtus[s], bv);
-          y[s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
+      for (int g8 = 0; g8 < T / 8; ++g8) {
+        float y[8];
+#pragma unroll
+        for (int h4 = 0; h4 < 2; ++h4) {
+          const int k = 2 * g8 + h4;
+          const float4 dtv = dt4[k], dtuv = dtu4[k];
+          const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
+          const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
+#pragma unroll
+          for (int s = 0; s < 4; ++s) {
+            const float4 bv = sB4[4 * (4 * k + s)];
+            const float4 cv = sC4[4 * (4 * k + s)];
+            state_step4(h, A2, dts[s], dtus[s], bv);
+            y[4 * h4 + s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
+          }
         }
-        // Reduce-scatter over the channel's lanes j = 0..3. xor 2: lanes with j < 2 keep steps 0, 1 and send 2, 3,
-        // the others the reverse, so each lane holds two steps summed over {j, j^2}. xor 1: lane j keeps step j.
-        const float q0 = (hiA ? y[2] : y[0]) + __shfl_xor_sync(0xffffffffu, hiA ? y[0] : y[2], 2);
-        const float q1 = (hiA ? y[3] : y[1]) + __shfl_xor_sync(0xffffffffu, hiA ? y[1] : y[3], 2);
-        const float ysum = (hiB ? q1 : q0) + __shfl_xor_sync(0xffffffffu, hiB ? q0 : q1, 1);
-        const float2 e = dg[4 * k];
-        orow[4 * k] = Io::store((ysum + e.x) * e.y);
+        // xor 2: lanes with j < 2 keep steps 0-3 and send 4-7, the others the reverse; xor 1: of those four, lanes
+        // with even j keep the first two.
+        float q[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          q[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], 2);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          ys[2 * g8 + i] = (hiB ? q[2 + i] : q[i]) + __shfl_xor_sync(0xffffffffu, hiB ? q[i] : q[2 + i], 1);
+      }
+      // Gate and store: lane j's steps 8g + 2j, +1 -> two adjacent output-dtype values of the staging row.
+      const float4* dg4 = reinterpret_cast<const float4*>(sDg + cl * kFastPitch + 2 * j);  // steps 8g+2j, +1: dg4[4g]
+      raw* orow = sOut + cl * Lay::kPadElems + 2 * j;                                      // step 8g+2j: orow[8g]
+#pragma unroll
+      for (int g8 = 0; g8 < T / 8; ++g8) {
+        const float4 e = dg4[4 * g8];
+        store_pair<Io>(orow + 8 * g8, (ys[2 * g8] + e.x) * e.y, (ys[2 * g8 + 1] + e.z) * e.w);
       }
       __syncwarp();  // the warp's output rows are complete and every lane is done reading its dt arrays
       store_out(t0);
