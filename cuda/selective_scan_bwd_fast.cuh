@@ -221,36 +221,46 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   };
 
   const int n_ckpt = num_ckpts(L);
-  // The next chunk's inputs (u, delta, dout, z runs of the staging channel, the B or C run, this lane's checkpoint)
-  // are copied with cp.async into raw buffers while the current chunk is computed; each thread copies, waits for
-  // and converts only its own runs, so the raw buffers need no barrier. Rows that do not allow 16-byte copies use
-  // synchronous loads instead.
+  // The next chunk's inputs (u, delta, dout, z and B, C rows, this lane's checkpoint) are copied with cp.async
+  // into raw buffers while the current chunk is computed. Copy role: thread tid copies run tid % 4 (kItems steps) of
+  // channel tid / 4 and of B/C row tid / 4, so a warp copies 8 whole chunk rows (each lane of the conversion role
+  // below would touch a different row). Every thread waits for its own copies before the barrier that opens a
+  // chunk, and the next chunk's copies are issued after the barrier that follows the conversion, when every thread
+  // has read the raw buffers. Rows that do not allow 16-byte copies use synchronous loads in the conversion role.
   const raw* in_rows[4] = {static_cast<const raw*>(p.u) + s_row, static_cast<const raw*>(p.delta) + s_row,
                            static_cast<const raw*>(p.dout) + s_row,
                            p.has_z ? static_cast<const raw*>(p.z) + s_row : nullptr};
   const bool async = MAMBA_SS_ASYNC_STAGE && vec_u && vec_dl && vec_dout && (!p.has_z || vec_z) && vec_B && vec_C &&
                      reinterpret_cast<uintptr_t>(p.checkpoints) % 16 == 0;
   constexpr int kRunCopies = kItems * static_cast<int>(sizeof(raw)) / 16;  // 16-byte copies per run
-  raw* my_raw_bc = rawBC + (sm * 16 + sn) * RP + soff;
+  const raw* my_raw_bc = rawBC + (sm * 16 + sn) * RP + soff;
+  const int cp_ch = tid / 4, cp_off = (tid % 4) * kItems;
+  const bool cp_active = tile * kBfChannels + cp_ch < gs;
+  const size_t cp_row = (static_cast<size_t>(b) * p.dim + g * gs + (cp_active ? tile * kBfChannels + cp_ch : 0)) * L;
+  // B/C row cp_ch (0-15 B, 16-31 C) relative to B or C: the pointers are formed per copy from the kernel
+  // parameters, which keeps them out of registers.
+  const size_t cp_bc_row = group_off + static_cast<size_t>(cp_ch % 16) * L;
   auto prefetch = [&](int cn) {
     if (!async || cn < c_begin) return;
     const int tn = cn * kBfChunk;
-    const bool in_c = tn + c_off < L, in_bc = tn + soff < L;  // runs lie wholly inside or outside [0, L)
+    const bool in_c = tn + cp_off < L;  // runs lie wholly inside or outside [0, L)
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       if (k == 3 && !p.has_z) continue;
-      raw* dst = rawE + (k * kBfChannels + cs) * RP + c_off;
-      const raw* src = in_rows[k] + (in_c ? tn + c_off : 0);
+      raw* dst = rawE + (k * kBfChannels + cp_ch) * RP + cp_off;
+      const void* base = k == 0 ? p.u : k == 1 ? p.delta : k == 2 ? p.dout : p.z;
+      const raw* src = static_cast<const raw*>(base) + cp_row + (in_c ? tn + cp_off : 0);
 #pragma unroll
       for (int q = 0; q < kRunCopies; ++q)
         cp_async16(dst + q * 16 / static_cast<int>(sizeof(raw)), src + q * 16 / static_cast<int>(sizeof(raw)),
-                   s_active && in_c ? 16 : 0);
+                   cp_active && in_c ? 16 : 0);
     }
-    const raw* src_bc = s_bc + (in_bc ? tn + soff : 0);
+    raw* dst_bc = rawBC + cp_ch * RP + cp_off;
+    const raw* src_bc = static_cast<const raw*>(cp_ch < 16 ? p.B : p.C) + cp_bc_row + (in_c ? tn + cp_off : 0);
 #pragma unroll
     for (int q = 0; q < kRunCopies; ++q)
-      cp_async16(my_raw_bc + q * 16 / static_cast<int>(sizeof(raw)), src_bc + q * 16 / static_cast<int>(sizeof(raw)),
-                 in_bc ? 16 : 0);
+      cp_async16(dst_bc + q * 16 / static_cast<int>(sizeof(raw)), src_bc + q * 16 / static_cast<int>(sizeof(raw)),
+                 in_c ? 16 : 0);
     cp_async16(&sCk[tid], p.checkpoints + (bdl * n_ckpt + cn) * N + 4 * j, l_active ? 16 : 0);
     cp_async_commit();
   };
@@ -258,13 +268,13 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 
   for (int c = c_end - 1; c >= c_begin; --c) {
     const int t0 = c * kBfChunk;
+    if (async) cp_async_wait_all();  // this thread's copies of chunk c, visible to all after the barrier
     __syncthreads();  // the previous chunk's readers are done with every fp32 buffer
     float h_ck[4];  // this lane's checkpoint: the state before the chunk
     {
       float v[kItems];
       float in[4][kItems];
       if (async) {
-        cp_async_wait_all();
         load_items<Io>(my_raw_bc, 0, kItems, true, v);
 #pragma unroll
         for (int k = 0; k < 4; ++k)
@@ -282,7 +292,6 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll
         for (int q = 0; q < 4; ++q) h_ck[q] = l_active ? p.checkpoints[(bdl * n_ckpt + c) * N + 4 * j + q] : 0.f;
       }
-      prefetch(c - 1);  // this thread's raw runs and checkpoint slot are consumed (in registers) by now
 #pragma unroll
       for (int i = 0; i < kItems; ++i) s_dst[(soff + i) * N + sn] = v[i];
 #pragma unroll
@@ -313,6 +322,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       }
     }
     __syncthreads();
+    prefetch(c - 1);  // every thread has read its raw runs and checkpoint slot of chunk c
 
     // Prepass: the states before steps 0, 8, 16 and 24 of the chunk, kept in shared memory (registers are
     // what limits resident warps) and read only by this lane.
