@@ -222,21 +222,15 @@ constexpr int kFastMinBlocks = 4;
 constexpr int kFastChunk = 32;
 // Per-warp fp32 rows (channel, t): +4 puts the 8 channels of a warp in 8 different bank quads for float4 reads.
 constexpr int kFastPitch = kFastChunk + 4;
-// Per-warp float2 rows (channel, t) of (D*u, gate): 2 * 40 words per row put channel pairs 16 banks apart, so the
-// gate loads (lane j reads steps 2j, 2j+1 of its channel) do not conflict.
-constexpr int kFastGPitch = kFastChunk + 8;
-// fp32 B or C of one chunk: step t, state n at bc_index(t, n) = 16 t + 4 floor(t / 4) + n. The 4 floats after
-// every 4 steps spread the converting threads (8 state rows x 4 runs of a warp, or 4 x 8 for fp32 input) over all
-// 32 banks; a step's 16 states stay contiguous for the float4 reads.
-__host__ __device__ constexpr int bc_index(int t, int n) { return 16 * t + 4 * (t / 4) + n; }
-constexpr int kFastBCHalf = bc_index(kFastChunk, 0);  // floats of B (then C) in one buffer
-constexpr int kFastBCBuf = 2 * kFastBCHalf;
+// One fp32 B/C buffer: B (t, 16), 16 floats of padding (C's rows land in the other half of the banks, so the
+// converting threads, B rows in lanes 0-15 and C rows in lanes 16-31, do not conflict), C (t, 16), 16 floats.
+constexpr int kFastBCBuf = 2 * (kFastChunk * 16 + 16);
 static_assert(kScanCheckpointChunk % kFastChunk == 0, "checkpoints fall on chunk starts");
 static_assert(kFastChunk % 8 == 0 && kFastChunk % (4 * kFastUnroll) == 0, "whole 16-byte runs and unrolled groups");
 
 // Shared-memory layout of the fast kernel (byte offsets, all multiples of 16). Raw rows hold one chunk of one
-// channel (u, delta, z) or one state (B, C), unpadded: the runs of a row are copied by consecutive lanes, so a
-// quarter-warp covers 128 contiguous bytes; the raw output rows are padded by 16 bytes.
+// channel (u, delta, z: unpadded, a quarter-warp reads 128 contiguous bytes) or one state (B, C: padded by 16 bytes
+// so 8 rows read at the same step hit 8 different bank groups); the raw output rows are padded the same way.
 template <class Io>
 struct FastLayout {
   using raw = typename Io::raw;
@@ -250,12 +244,12 @@ struct FastLayout {
   static_assert(8 * kRowRuns % 32 == 0 && 2 * 16 * kRowRuns % kFastThreads == 0 && kBCRuns >= 1,
                 "runs divide evenly over lanes and threads");
   static constexpr int kBC = 0;                                  // 2 x kFastBCBuf floats
-  static constexpr int kRawBC = kBC + 2 * kFastBCBuf * 4;        // (B/C, 16 states) rows of kRawRow bytes
-  static constexpr int kWarp0 = kRawBC + 2 * 16 * kRawRow;       // then kFastWarps per-warp parts:
+  static constexpr int kRawBC = kBC + 2 * kFastBCBuf * 4;        // (B/C, 16 states) rows of kPadRow bytes
+  static constexpr int kWarp0 = kRawBC + 2 * 16 * kPadRow;       // then kFastWarps per-warp parts:
   static constexpr int kDt = 0;                                  //   (8, kFastPitch) fp32 dt
   static constexpr int kDtu = kDt + 8 * kFastPitch * 4;          //   (8, kFastPitch) fp32 dt*u
-  static constexpr int kDg = kDtu + 8 * kFastPitch * 4;          //   (8, kFastGPitch) float2 (D*u, silu(z) or 1)
-  static constexpr int kOut = kDg + 8 * kFastGPitch * 8;         //   8 rows of kPadRow bytes: out in the io dtype
+  static constexpr int kDg = kDtu + 8 * kFastPitch * 4;          //   (8, kFastPitch) float2 (D*u, silu(z) or 1)
+  static constexpr int kOut = kDg + 8 * kFastPitch * 8;          //   8 rows of kPadRow bytes: out in the io dtype
   static constexpr int kRawX = kOut + 8 * kPadRow;               //   (u/delta/z, 8) rows of kRawRow bytes
   static constexpr int kWarpBytes = kRawX + 3 * 8 * kRawRow;
   static constexpr int kBytes = kWarp0 + kFastWarps * kWarpBytes;
@@ -376,11 +370,11 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
   const int ck_begin = kseg * seg.seg_len / T, ck_end = (min(L, (kseg + 1) * seg.seg_len) + T - 1) / T;
 
   float* sBC = reinterpret_cast<float*>(smem + Lay::kBC);       // 2 x (B (T, 16), pad, C (T, 16), pad) fp32
-  raw* sRawBC = reinterpret_cast<raw*>(smem + Lay::kRawBC);     // (2, 16, T) raw B, C
+  raw* sRawBC = reinterpret_cast<raw*>(smem + Lay::kRawBC);     // (2, 16, kPadElems) raw B, C
   char* wsm = smem + Lay::kWarp0 + warp * Lay::kWarpBytes;
   float* sDt = reinterpret_cast<float*>(wsm + Lay::kDt);        // (8, kFastPitch)
   float* sDtu = reinterpret_cast<float*>(wsm + Lay::kDtu);      // (8, kFastPitch)
-  float2* sDg = reinterpret_cast<float2*>(wsm + Lay::kDg);      // (8, kFastGPitch)
+  float2* sDg = reinterpret_cast<float2*>(wsm + Lay::kDg);      // (8, kFastPitch)
   raw* sOut = reinterpret_cast<raw*>(wsm + Lay::kOut);          // (8, kPadElems)
   raw* sRawX = reinterpret_cast<raw*>(wsm + Lay::kRawX);        // (3, 8, T) raw u, delta, z
 
@@ -447,7 +441,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
         pdtu[i] = make_float4(dtu[4 * i], dtu[4 * i + 1], dtu[4 * i + 2], dtu[4 * i + 3]);
       }
       if constexpr (!kSummary) {
-        float4* pdg = reinterpret_cast<float4*>(sDg + xc[k] * kFastGPitch + xt[k]);
+        float4* pdg = reinterpret_cast<float4*>(sDg + xc[k] * kFastPitch + xt[k]);
 #pragma unroll
         for (int i = 0; i < E / 2; ++i)
           pdg[i] = make_float4(dg[2 * i].x, dg[2 * i].y, dg[2 * i + 1].x, dg[2 * i + 1].y);
@@ -473,22 +467,20 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
   };
 
   // Staging role for B / C: run k of the thread is state bn[k] of matrix bm[k] (0 = B, 1 = C), steps [bt[k], +E).
-  // Consecutive lanes take consecutive runs of one row (a warp copies 8 whole rows of 64 bytes, or 4 of 128 bytes
-  // for fp32, not 16-byte pieces of 32 rows); the summary pass skips the C rows.
+  // Lanes 0-15 of a warp take 16 B rows and lanes 16-31 the same run of the 16 C rows (idle in the summary pass).
   int bn[Lay::kBCRuns], bm[Lay::kBCRuns], bt[Lay::kBCRuns];
 #pragma unroll
   for (int k = 0; k < Lay::kBCRuns; ++k) {
     const int r = tid + kFastThreads * k;
-    const int row = r / Lay::kRowRuns;
-    bn[k] = row % 16;
-    bm[k] = row / 16;
-    bt[k] = (r % Lay::kRowRuns) * E;
+    bn[k] = r % 16;
+    bm[k] = (r / 16) % 2;
+    bt[k] = (r / 32) * E;
   }
   auto issue_bc = [&](int t0) {
 #pragma unroll
     for (int k = 0; k < Lay::kBCRuns; ++k) {
       if (kSummary && bm[k] == 1) continue;
-      stage_run(sRawBC + (bm[k] * 16 + bn[k]) * T + bt[k], (bm[k] ? Cg : Bg) + static_cast<size_t>(bn[k]) * L,
+      stage_run(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], (bm[k] ? Cg : Bg) + static_cast<size_t>(bn[k]) * L,
                 t0 + bt[k], L, true, bm[k] ? vec_C : vec_B);
     }
   };
@@ -497,10 +489,10 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
     for (int k = 0; k < Lay::kBCRuns; ++k) {
       if (kSummary && bm[k] == 1) continue;
       float v[E];
-      raw_run_to_float<Io>(sRawBC + (bm[k] * 16 + bn[k]) * T + bt[k], v);
-      float* dst = dst_buf + bm[k] * kFastBCHalf + bn[k];
+      raw_run_to_float<Io>(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], v);
+      float* dst = dst_buf + bm[k] * (kFastBCBuf / 2) + bt[k] * 16 + bn[k];
 #pragma unroll
-      for (int i = 0; i < E; ++i) dst[bc_index(bt[k] + i, 0)] = v[i];
+      for (int i = 0; i < E; ++i) dst[i * 16] = v[i];
     }
   };
 
@@ -553,9 +545,8 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
     }
 
     const float* sB = sBC + (ck & 1) * kFastBCBuf;
-    // Step t: sB4[bc_index(t, 0) / 4], sC4[bc_index(t, 0) / 4].
-    const float4* sB4 = reinterpret_cast<const float4*>(sB) + j;
-    const float4* sC4 = reinterpret_cast<const float4*>(sB + kFastBCHalf) + j;
+    const float4* sB4 = reinterpret_cast<const float4*>(sB) + j;                      // step t: sB4[4 t]
+    const float4* sC4 = reinterpret_cast<const float4*>(sB + kFastBCBuf / 2) + j;     // step t: sC4[4 t]
     const float4* dt4 = reinterpret_cast<const float4*>(sDt + cl * kFastPitch);       // steps 4k..4k+3: dt4[k]
     const float4* dtu4 = reinterpret_cast<const float4*>(sDtu + cl * kFastPitch);
     if constexpr (kSummary) {
@@ -567,7 +558,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
         const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
-          const float4 bv = sB4[bc_index(4 * k + s, 0) / 4];
+          const float4 bv = sB4[4 * (4 * k + s)];
           state_step4(h, A2, dts[s], dtus[s], bv);
         }
         csum += (dtv.x + dtv.y) + (dtv.z + dtv.w);
@@ -591,8 +582,8 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
           const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
 #pragma unroll
           for (int s = 0; s < 4; ++s) {
-            const float4 bv = sB4[bc_index(4 * k + s, 0) / 4];
-            const float4 cv = sC4[bc_index(4 * k + s, 0) / 4];
+            const float4 bv = sB4[4 * (4 * k + s)];
+            const float4 cv = sC4[4 * (4 * k + s)];
             state_step4(h, A2, dts[s], dtus[s], bv);
             y[4 * h4 + s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
           }
@@ -608,7 +599,7 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
           ys[2 * g8 + i] = (hiB ? q[2 + i] : q[i]) + __shfl_xor_sync(0xffffffffu, hiB ? q[i] : q[2 + i], 1);
       }
       // Gate and store: lane j's steps 8g + 2j, +1 -> two adjacent output-dtype values of the staging row.
-      const float4* dg4 = reinterpret_cast<const float4*>(sDg + cl * kFastGPitch + 2 * j);  // steps 8g+2j, +1: dg4[4g]
+      const float4* dg4 = reinterpret_cast<const float4*>(sDg + cl * kFastPitch + 2 * j);  // steps 8g+2j, +1: dg4[4g]
       raw* orow = sOut + cl * Lay::kPadElems + 2 * j;                                      // step 8g+2j: orow[8g]
 #pragma unroll
       for (int g8 = 0; g8 < T / 8; ++g8) {
