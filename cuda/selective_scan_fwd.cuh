@@ -206,8 +206,8 @@ void selective_scan_fwd_launch_split(const SelectiveScanParams& p, cudaStream_t 
 #ifndef MAMBA_SS_FWD_FAST
 #define MAMBA_SS_FWD_FAST 1
 #endif
-// Groups of 4 steps per iteration of the step loop (8 steps: two reduce-scatters in flight). Override at build time
-// (-DMAMBA_SS_FWD_FAST_UNROLL=8: the whole chunk) to compare on the GPU.
+// Groups of 4 steps per iteration of the summary pass's step loop (the main pass unrolls the whole chunk, which its
+// register-held outputs need). Override at build time (-DMAMBA_SS_FWD_FAST_UNROLL=8) to compare on the GPU.
 #ifndef MAMBA_SS_FWD_FAST_UNROLL
 #define MAMBA_SS_FWD_FAST_UNROLL 2
 #endif
