@@ -335,6 +335,11 @@ __device__ __forceinline__ void stage_run(raw* dst, const raw* row, int t, int L
   }
 }
 
+// The 4 floats of a float4 as an array (one 16-byte shared-memory load).
+__device__ __forceinline__ void unpack4(const float4 v, float (&out)[4]) {
+  out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+}
+
 // silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
 __device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z); }
 
@@ -553,15 +558,15 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
       float csum = 0.f;  // per chunk, then into dt_sum: shorter fp32 sums
 #pragma unroll kFastUnroll
       for (int k = 0; k < T / 4; ++k) {
-        const float4 dtv = dt4[k], dtuv = dtu4[k];
-        const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
-        const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
+        float dts[4], dtus[4];
+        unpack4(dt4[k], dts);
+        unpack4(dtu4[k], dtus);
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           const float4 bv = sB4[4 * (4 * k + s)];
           state_step4(h, A2, dts[s], dtus[s], bv);
         }
-        csum += (dtv.x + dtv.y) + (dtv.z + dtv.w);
+        csum += (dts[0] + dts[1]) + (dts[2] + dts[3]);
       }
       dt_sum += csum;
       __syncwarp();  // every lane is done reading its dt arrays
@@ -577,9 +582,9 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
 #pragma unroll
         for (int h4 = 0; h4 < 2; ++h4) {
           const int k = 2 * g8 + h4;
-          const float4 dtv = dt4[k], dtuv = dtu4[k];
-          const float dts[4] = {dtv.x, dtv.y, dtv.z, dtv.w};
-          const float dtus[4] = {dtuv.x, dtuv.y, dtuv.z, dtuv.w};
+          float dts[4], dtus[4];
+          unpack4(dt4[k], dts);
+          unpack4(dtu4[k], dtus);
 #pragma unroll
           for (int s = 0; s < 4; ++s) {
             const float4 bv = sB4[4 * (4 * k + s)];
