@@ -276,6 +276,21 @@ __device__ __forceinline__ void left_halo(const T* x, const void* h0, int64_t ro
   }
 }
 
+// The W-1 + V input steps a lane's vector of V steps needs: the last W-1 steps of the previous lane's vector (lane
+// 0: the segment's left halo for its first vector, else lane 31's previous vector, kept in prev), then its own c.
+template <int V, int W>
+__device__ __forceinline__ void conv_window(const float (&c)[V], int lane, bool first, const float (&halo)[W - 1],
+                                            float (&prev)[W - 1], float (&xs)[V + W - 1]) {
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) {
+    const float r = from_left(c[V - (W - 1) + k], lane);
+    xs[k] = lane != 0 ? r : first ? halo[k] : prev[k];
+    prev[k] = r;
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) xs[W - 1 + k] = c[k];
+}
+
 template <typename T, int W, bool SILU>
 __global__ void __launch_bounds__(kThreads) conv1d_fwd_vec_kernel(Conv1dParams p, int64_t nseg) {
   using VT = Vec16<T>;
@@ -307,14 +322,7 @@ __global__ void __launch_bounds__(kThreads) conv1d_fwd_vec_kernel(Conv1dParams p
       float xs[V + W - 1];  // steps t0 - (W-1) .. t0 + V - 1
       float c[V];
       VT::unpack(raw[i], c);
-#pragma unroll
-      for (int k = 0; k < W - 1; ++k) {
-        const float r = from_left(c[V - (W - 1) + k], lane);
-        xs[k] = lane != 0 ? r : i == 0 ? halo[k] : prev[k];
-        prev[k] = r;
-      }
-#pragma unroll
-      for (int k = 0; k < V; ++k) xs[W - 1 + k] = c[k];
+      conv_window<V, W>(c, lane, i == 0, halo, prev, xs);
       const int64_t v = v0 + 32 * i;
       if (v < nvec) {
         float o[V];
@@ -426,14 +434,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_CONV1D_BWD_MIN_BLOCKS) conv1d_
       float c[V];
       VT::unpack(rx[i], c);
       VT::unpack(rd[i], dv);
-#pragma unroll
-      for (int k = 0; k < W - 1; ++k) {
-        const float r = from_left(c[V - (W - 1) + k], lane);
-        xs[k] = lane != 0 ? r : i == 0 ? xl[k] : prev[k];
-        prev[k] = r;
-      }
-#pragma unroll
-      for (int k = 0; k < V; ++k) xs[W - 1 + k] = c[k];
+      conv_window<V, W>(c, lane, i == 0, xl, prev, xs);
 #pragma unroll
       for (int t = 0; t < V; ++t) {
         g[t] = grad_y<W, SILU>(w, bias, xs + t, dv[t]);
