@@ -129,6 +129,21 @@ __device__ __forceinline__ void store2(typename Io::raw* row, int t, int L, bool
   }
 }
 
+// Channel c (0 .. kBfChannels-1) of the block's tile of group g: whether it exists, its channel index d (0 for a
+// padding channel) and its (batch, channel) row b * dim + d.
+struct BfChannel {
+  bool active;
+  int d;
+  size_t bd;
+};
+__device__ __forceinline__ BfChannel bf_channel(const SelectiveScanParams& p, int gs, int b, int g, int tile, int c) {
+  BfChannel ch;
+  ch.active = tile * kBfChannels + c < gs;
+  ch.d = g * gs + (ch.active ? tile * kBfChannels + c : 0);
+  ch.bd = static_cast<size_t>(b) * p.dim + ch.d;
+  return ch;
+}
+
 template <class Io>
 __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) selective_scan_bwd_fast_kernel(const SelectiveScanParams p,
                                                                                  const BwdWorkspace ws) {
@@ -174,16 +189,18 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   float* s_dst = sm == 0 ? sB : sC;
   const bool vec_bc = sm == 0 ? vec_B : vec_C;
   const int cs = tid % 32, c_off = (tid / 32) * kItems;
-  const bool s_active = tile * kBfChannels + cs < gs;
-  const int ds = g * gs + (s_active ? tile * kBfChannels + cs : 0);
-  const size_t s_row = (static_cast<size_t>(b) * p.dim + ds) * L;
+  const BfChannel sch = bf_channel(p, gs, b, g, tile, cs);
+  const bool s_active = sch.active;
+  const int ds = sch.d;
+  const size_t s_row = sch.bd * L;
   const float s_bias = (s_active && p.has_delta_bias) ? p.delta_bias[ds] : 0.f;
 
   // Scan role: channel cl, states 4j .. 4j+3.
   const int cl = (tid / 32) * 8 + lane / 4, j = lane % 4;
-  const bool l_active = tile * kBfChannels + cl < gs;
-  const int dl = g * gs + (l_active ? tile * kBfChannels + cl : 0);
-  const size_t bdl = static_cast<size_t>(b) * p.dim + dl;
+  const BfChannel lch = bf_channel(p, gs, b, g, tile, cl);
+  const bool l_active = lch.active;
+  const int dl = lch.d;
+  const size_t bdl = lch.bd;
   const size_t l_row = bdl * L;
   const float l_D = (l_active && p.has_D) ? p.D[dl] : 0.f;
   float An[4], A2[4], gin[4], dA[4];
@@ -480,15 +497,17 @@ __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(
   // at step offset (tid / 32) * 8.
   const int sn = tid % 16, soff = (tid / 16) * kItems;
   const int cs = tid % 32, c_off = (tid / 32) * kItems;
-  const bool s_active = tile * kBfChannels + cs < gs;
-  const int ds = g * gs + (s_active ? tile * kBfChannels + cs : 0);
-  const size_t s_row = (static_cast<size_t>(b) * p.dim + ds) * L;
+  const BfChannel sch = bf_channel(p, gs, b, g, tile, cs);
+  const bool s_active = sch.active;
+  const int ds = sch.d;
+  const size_t s_row = sch.bd * L;
   const float s_bias = (s_active && p.has_delta_bias) ? p.delta_bias[ds] : 0.f;
 
   const int cl = (tid / 32) * 8 + lane / 4, j = lane % 4;
-  const bool l_active = tile * kBfChannels + cl < gs;
-  const int dl = g * gs + (l_active ? tile * kBfChannels + cl : 0);
-  const size_t bdl = static_cast<size_t>(b) * p.dim + dl;
+  const BfChannel lch = bf_channel(p, gs, b, g, tile, cl);
+  const bool l_active = lch.active;
+  const int dl = lch.d;
+  const size_t bdl = lch.bd;
   float A2[4], gq[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int q = 0; q < 4; ++q) A2[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + q] * kLog2e : 0.f;
