@@ -12,6 +12,7 @@
 #include "common.cuh"
 #include "elementwise.h"
 #include "launch.h"
+#include "range_reduce.cuh"
 
 namespace mamba {
 namespace {
@@ -66,74 +67,8 @@ constexpr int64_t kSumTargetBlocks = 2048;
 // (its reduction and partial store) stays small against its loads.
 constexpr int64_t kSumMinRowChunk = 64 * kSumThreads;
 
-template <DType DT>
-using sum_elem_t = typename std::conditional<DT == DType::Float32, float, uint16_t>::type;
-
-// The float sum of one 16-byte vector (4 float32 or 8 16-bit values), in element order.
-template <DType DT>
-__device__ __forceinline__ float vec_sum(const uint4& v) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-  float acc = 0.0f;
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    if constexpr (DT == DType::Float32) {
-      acc += __uint_as_float(w[k]);
-    } else {
-      const uint16_t lo = static_cast<uint16_t>(w[k] & 0xffffu), hi = static_cast<uint16_t>(w[k] >> 16);
-      acc += DT == DType::Float16 ? f16_to_f32(lo) : bf16_to_f32(lo);
-      acc += DT == DType::Float16 ? f16_to_f32(hi) : bf16_to_f32(hi);
-    }
-  }
-  return acc;
-}
-
-// Thread t of a group of nt threads: its share of x[b, e) (contiguous). Scalar loads up to the first
-// 16-byte boundary, then 16-byte vectors (4 in flight per thread), then the scalar tail.
-template <DType DT>
-__device__ __forceinline__ float range_sum(const void* x, int64_t b, int64_t e, int t, int nt) {
-  using E = sum_elem_t<DT>;
-  constexpr int V = 16 / sizeof(E);
-  const E* p = static_cast<const E*>(x);
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(p + b);
-  int64_t head = static_cast<int64_t>(((16 - (addr & 15)) & 15) / sizeof(E));
-  if (head > e - b) head = e - b;
-  float acc = 0.0f;
-  if (t < head) acc += load_t<DT>(x, b + t);
-  const int64_t a = b + head, nvec = (e - a) / V;
-  const uint4* pv = reinterpret_cast<const uint4*>(p + a);
-  int64_t k = t;
-  for (; k + 3 * int64_t(nt) < nvec; k += 4 * int64_t(nt)) {
-    const uint4 v0 = __ldg(pv + k), v1 = __ldg(pv + k + nt), v2 = __ldg(pv + k + 2 * nt), v3 = __ldg(pv + k + 3 * nt);
-    acc += vec_sum<DT>(v0);
-    acc += vec_sum<DT>(v1);
-    acc += vec_sum<DT>(v2);
-    acc += vec_sum<DT>(v3);
-  }
-  for (; k < nvec; k += nt) acc += vec_sum<DT>(__ldg(pv + k));
-  for (int64_t i = a + nvec * V + t; i < e; i += nt) acc += load_t<DT>(x, i);
-  return acc;
-}
-
-__device__ __forceinline__ float warp_sum(float acc) {
-#pragma unroll
-  for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
-  return acc;
-}
-
-// The block's total (valid in thread 0), warp butterflies then the warp sums in order. Callable in a
-// loop: the trailing barrier protects the shared slots from the next call.
-__device__ __forceinline__ float block_sum(float acc) {
-  __shared__ float warp_sums[32];
-  acc = warp_sum(acc);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    acc = warp_sums[0];
-    for (int w = 1; w < int(blockDim.x >> 5); ++w) acc += warp_sums[w];
-  }
-  __syncthreads();
-  return acc;
-}
+using reduce::block_sum;
+using reduce::warp_sum;
 
 // inner == 1, r < 32: a thread per row.
 template <DType DT>
@@ -151,7 +86,7 @@ __global__ void sum_warp_rows_kernel(const void* x, void* out, int64_t outer, in
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
   for (int64_t row = blockIdx.x * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5); row < outer; row += warps) {
-    const float acc = warp_sum(range_sum<DT>(x, row * r, (row + 1) * r, lane, 32));
+    const float acc = warp_sum(reduce::range_part<DT, false>(x, row * r, (row + 1) * r, lane, 32));
     if (lane == 0) store_t<DT>(out, row, acc);
   }
 }
@@ -163,7 +98,7 @@ __global__ void sum_rows_kernel(const void* x, void* out, float* partial, int64_
   const int64_t p = blockIdx.x, P = gridDim.x;
   const int64_t b = p * chunk, e = min(r, b + chunk);
   for (int64_t row = blockIdx.y; row < outer; row += gridDim.y) {
-    const float acc = block_sum(range_sum<DT>(x, row * r + b, row * r + e, threadIdx.x, blockDim.x));
+    const float acc = block_sum(reduce::range_part<DT, false>(x, row * r + b, row * r + e, threadIdx.x, blockDim.x));
     if (threadIdx.x == 0) {
       if (P == 1) store_t<DT>(out, row, acc);
       else partial[row * P + p] = acc;
