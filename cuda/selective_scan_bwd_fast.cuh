@@ -117,12 +117,7 @@ __device__ __forceinline__ float warp_channel_sum8(const float (&dB)[4], const f
 template <class Io>
 __device__ __forceinline__ void store2(typename Io::raw* row, int t, int L, bool vec, float v0, float v1) {
   if (vec && t + 2 <= L) {
-    if constexpr (sizeof(typename Io::raw) == 4) {
-      *reinterpret_cast<float2*>(row + t) = make_float2(v0, v1);
-    } else {
-      *reinterpret_cast<uint32_t*>(row + t) =
-          static_cast<uint32_t>(Io::store(v0)) | (static_cast<uint32_t>(Io::store(v1)) << 16);
-    }
+    store_pair<Io>(row + t, v0, v1);
   } else {
     if (t < L) row[t] = Io::store(v0);
     if (t + 1 < L) row[t + 1] = Io::store(v1);

@@ -246,6 +246,17 @@ __device__ __forceinline__ void state_step4(float (&h)[4], const float (&A2)[4],
   h[3] = fmaf(fast_exp2(dt * A2[3]), h[3], dtu * bv.w);
 }
 
+// Two adjacent values of a row (dst 4-byte aligned for 16-bit types, 8-byte for fp32), one store.
+template <class Io>
+__device__ __forceinline__ void store_pair(typename Io::raw* dst, float a, float b) {
+  if constexpr (sizeof(typename Io::raw) == 4) {
+    *reinterpret_cast<float2*>(dst) = make_float2(a, b);
+  } else {
+    *reinterpret_cast<uint32_t*>(dst) =
+        static_cast<uint32_t>(Io::store(a)) | (static_cast<uint32_t>(Io::store(b)) << 16);
+  }
+}
+
 // One segment of a time-split carry walk for a lane's 4 states: x <- exp2(A2 * S) * x + loc, where S is the
 // segment's sum of dt and loc its local summary (end state from 0 forwards, adjoint from 0 backwards). Once per
 // segment, so the full-range exp2f rather than the MUFU approximation.
@@ -261,11 +272,7 @@ __device__ __forceinline__ void carry_segment(float (&x)[4], const float (&A2)[4
 // per-element conversion work of the scan kernels. What flushing changes here: exp results below 2^-126
 // (arguments under -87.3) become 0, so softplus(x) is 0 rather than ~1e-38 there and sigmoid(x) 0 below x = -87.3;
 // reciprocals of values above 2^126 become 0 (1/inf was 0 already).
-__device__ __forceinline__ float mufu_exp(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * kLog2e));
-  return y;
-}
+__device__ __forceinline__ float mufu_exp(float x) { return fast_exp2(x * kLog2e); }
 __device__ __forceinline__ float mufu_log(float x) {
   float y;
   asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));

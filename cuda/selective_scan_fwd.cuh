@@ -343,17 +343,6 @@ __device__ __forceinline__ void unpack4(const float4 v, float (&out)[4]) {
 // silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
 __device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z); }
 
-// Two adjacent values of a shared-memory row (dst 4-byte aligned for 16-bit types, 8-byte for fp32), one store.
-template <class Io>
-__device__ __forceinline__ void store_pair(typename Io::raw* dst, float a, float b) {
-  if constexpr (sizeof(typename Io::raw) == 4) {
-    *reinterpret_cast<float2*>(dst) = make_float2(a, b);
-  } else {
-    *reinterpret_cast<uint32_t*>(dst) =
-        static_cast<uint32_t>(Io::store(a)) | (static_cast<uint32_t>(Io::store(b)) << 16);
-  }
-}
-
 // kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
 // segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
 template <class Io, bool kSummary>
