@@ -219,6 +219,10 @@ constexpr int kFastChannels = kFastWarps * 8;
 // in one wave; occupancy is bounded by the work (S1: ~12 warps per SM), so more blocks per SM buy nothing and
 // lower caps spill.
 constexpr int kFastMinBlocks = 4;
+// The unsplit forward's variant for grids that fit in one wave at 3 blocks per SM (S1: 384 blocks on 132 SMs): the
+// compiler may use 168 registers, which removes the spills of the 128-register build and leaves room to hoist
+// more of the unrolled chunk's loads.
+constexpr int kFastMinBlocksWide = 3;
 constexpr int kFastChunk = 32;
 // Per-warp fp32 rows (channel, t): +4 puts the 8 channels of a warp in 8 different bank quads for float4 reads.
 constexpr int kFastPitch = kFastChunk + 4;
@@ -345,8 +349,8 @@ __device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z
 
 // kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
 // segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
-template <class Io, bool kSummary>
-__global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
+template <class Io, bool kSummary, int kMinBlocks>
+__global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     selective_scan_fwd_fast_kernel(const SelectiveScanParams p, const FwdSegments seg) {
   using raw = typename Io::raw;
   using Lay = FastLayout<Io>;
@@ -625,9 +629,15 @@ __global__ void __launch_bounds__(kFastThreads, kFastMinBlocks)
   }
 }
 
-// Resident blocks of the fast forward on the current device (blocks per SM x SMs), 0 when unknown. Queried once
-// per device and dtype.
-template <DType kType>
+// Blocks of the fast forward: one per (group, tile of kFastChannels channels, batch row, time segment).
+inline dim3 fwd_fast_grid(const SelectiveScanParams& p, int segments) {
+  const int gs = p.dim / p.n_groups;
+  return dim3(p.n_groups * ((gs + kFastChannels - 1) / kFastChannels), p.batch, segments);
+}
+
+// Resident blocks of the fast forward (kMinBlocks variant) on the current device (blocks per SM x SMs), 0 when
+// unknown. Queried once per device, dtype and variant.
+template <DType kType, int kMinBlocks = kFastMinBlocks>
 int fwd_fast_resident_blocks() {
   constexpr int kMaxDevices = 16;
   static int cached[kMaxDevices] = {};
@@ -637,7 +647,7 @@ int fwd_fast_resident_blocks() {
     return 0;
   }
   if (dev >= 0 && dev < kMaxDevices && cached[dev] > 0) return cached[dev];
-  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, false>;
+  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, false, kMinBlocks>;
   const int smem = FastLayout<IO<kType>>::kBytes;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
@@ -665,8 +675,8 @@ FwdPlan fwd_plan(const SelectiveScanParams& p, bool split_ok) {
   if (p.scan_segments > 0) {
     want = p.scan_segments;
   } else if (split_ok) {
-    const int gs = p.dim / p.n_groups;
-    const long base = static_cast<long>(p.n_groups) * ((gs + kFastChannels - 1) / kFastChannels) * p.batch;
+    const dim3 g = fwd_fast_grid(p, 1);
+    const long base = static_cast<long>(g.x) * g.y;
     const long resident = fwd_fast_resident_blocks<kType>();
     const long by_wave = base > 0 ? resident / base : 1;
     const long by_len = p.seqlen / kFwdMinSegSteps;
@@ -687,15 +697,13 @@ size_t selective_scan_fwd_workspace(const SelectiveScanParams& p) {
   return plan.fast ? fwd_workspace_layout(p, plan.segments, nullptr, nullptr) : 0;
 }
 
-template <DType kType, bool kSummary>
+template <DType kType, bool kSummary, int kMinBlocks = kFastMinBlocks>
 void fwd_fast_launch_pass(const SelectiveScanParams& p, const FwdSegments& seg, int segments, cudaStream_t stream) {
-  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, kSummary>;
+  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, kSummary, kMinBlocks>;
   const int smem = FastLayout<IO<kType>>::kBytes;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
-  const int gs = p.dim / p.n_groups;
-  const dim3 grid(p.n_groups * ((gs + kFastChannels - 1) / kFastChannels), p.batch, segments);
-  kernel<<<grid, kFastThreads, smem, stream>>>(p, seg);
+  kernel<<<fwd_fast_grid(p, segments), kFastThreads, smem, stream>>>(p, seg);
   e = cudaGetLastError();
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
 }
@@ -709,6 +717,11 @@ void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan&
   if (plan.segments > 1) {
     fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
     fwd_fast_launch_pass<kType, true>(p, seg, plan.segments - 1, stream);  // summaries of segments 0 .. K-2
+  }
+  if (plan.segments == 1) {
+    const dim3 g = fwd_fast_grid(p, 1);
+    if (static_cast<long>(g.x) * g.y <= fwd_fast_resident_blocks<kType, kFastMinBlocksWide>())
+      return fwd_fast_launch_pass<kType, false, kFastMinBlocksWide>(p, seg, 1, stream);
   }
   fwd_fast_launch_pass<kType, false>(p, seg, plan.segments, stream);
 }
