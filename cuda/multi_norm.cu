@@ -12,6 +12,7 @@
 #include "../native/elem.h"
 #include "common.cuh"
 #include "launch.h"
+#include "range_reduce.cuh"
 #include "multi_norm.h"
 
 namespace mamba {
@@ -35,72 +36,6 @@ struct Batch {
 };
 static_assert(sizeof(Batch) < 4000, "kernel parameters must stay under 4 KB");
 
-template <DType DT>
-__device__ __forceinline__ float vec_sq(const uint4& v) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-  float acc = 0.0f;
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    if constexpr (DT == DType::Float32) {
-      const float a = __uint_as_float(w[k]);
-      acc = fmaf(a, a, acc);
-    } else {
-      const uint16_t lo = static_cast<uint16_t>(w[k] & 0xffffu), hi = static_cast<uint16_t>(w[k] >> 16);
-      const float a = DT == DType::Float16 ? f16_to_f32(lo) : bf16_to_f32(lo);
-      const float b = DT == DType::Float16 ? f16_to_f32(hi) : bf16_to_f32(hi);
-      acc = fmaf(a, a, acc);
-      acc = fmaf(b, b, acc);
-    }
-  }
-  return acc;
-}
-
-// This thread's share of sum(x[b, e)^2): scalar head to a 16-byte boundary, vectors (4 in flight), tail.
-template <DType DT>
-__device__ float range_sq(const void* x, int64_t b, int64_t e) {
-  using E = typename std::conditional<DT == DType::Float32, float, uint16_t>::type;
-  constexpr int V = 16 / sizeof(E);
-  const int t = threadIdx.x, nt = blockDim.x;
-  const E* p = static_cast<const E*>(x);
-  int64_t head = static_cast<int64_t>(((16 - (reinterpret_cast<uintptr_t>(p + b) & 15)) & 15) / sizeof(E));
-  if (head > e - b) head = e - b;
-  float acc = 0.0f;
-  if (t < head) {
-    const float a = load_t<DT>(x, b + t);
-    acc = a * a;
-  }
-  const int64_t a0 = b + head, nvec = (e - a0) / V;
-  const uint4* pv = reinterpret_cast<const uint4*>(p + a0);
-  int64_t k = t;
-  for (; k + 3 * nt < nvec; k += 4 * nt) {
-    const uint4 v0 = __ldg(pv + k), v1 = __ldg(pv + k + nt), v2 = __ldg(pv + k + 2 * nt), v3 = __ldg(pv + k + 3 * nt);
-    acc += vec_sq<DT>(v0);
-    acc += vec_sq<DT>(v1);
-    acc += vec_sq<DT>(v2);
-    acc += vec_sq<DT>(v3);
-  }
-  for (; k < nvec; k += nt) acc += vec_sq<DT>(__ldg(pv + k));
-  for (int64_t i = a0 + nvec * V + t; i < e; i += nt) {
-    const float a = load_t<DT>(x, i);
-    acc = fmaf(a, a, acc);
-  }
-  return acc;
-}
-
-// Fixed-order block total, valid in thread 0.
-__device__ __forceinline__ float block_total(float acc) {
-  __shared__ float warp_sums[32];
-#pragma unroll
-  for (int s = 16; s > 0; s >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, s);
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    acc = warp_sums[0];
-    for (int w = 1; w < int(blockDim.x >> 5); ++w) acc += warp_sums[w];
-  }
-  return acc;
-}
-
 __global__ void __launch_bounds__(kThreads) multi_norm_chunks_kernel(const __grid_constant__ Batch batch, float* partial) {
   const uint32_t info = batch.block[blockIdx.x];
   const int slot = static_cast<int>(info >> 24);
@@ -109,18 +44,18 @@ __global__ void __launch_bounds__(kThreads) multi_norm_chunks_kernel(const __gri
   const void* x = batch.data[slot];
   float acc;
   switch (static_cast<DType>(batch.dtype[slot])) {
-    case DType::Float16: acc = range_sq<DType::Float16>(x, b, e); break;
-    case DType::BFloat16: acc = range_sq<DType::BFloat16>(x, b, e); break;
-    default: acc = range_sq<DType::Float32>(x, b, e); break;
+    case DType::Float16: acc = reduce::range_part<DType::Float16, true>(x, b, e, threadIdx.x, blockDim.x); break;
+    case DType::BFloat16: acc = reduce::range_part<DType::BFloat16, true>(x, b, e, threadIdx.x, blockDim.x); break;
+    default: acc = reduce::range_part<DType::Float32, true>(x, b, e, threadIdx.x, blockDim.x); break;
   }
-  acc = block_total(acc);
+  acc = reduce::block_sum(acc);
   if (threadIdx.x == 0) partial[batch.partial_base + blockIdx.x] = acc;
 }
 
 __global__ void __launch_bounds__(kFinishThreads) multi_norm_finish_kernel(const float* partial, int64_t count, float* out) {
   float acc = 0.0f;
   for (int64_t k = threadIdx.x; k < count; k += blockDim.x) acc += partial[k];
-  acc = block_total(acc);
+  acc = reduce::block_sum(acc);
   if (threadIdx.x == 0) *out = acc;
 }
 
