@@ -34,6 +34,10 @@ struct BwdWorkspace {
   int seg_len;      // steps per segment, a multiple of kScanCheckpointChunk
   float* g_loc;     // (segments - 1, batch, dim, 16): local adjoint leaving segments 1 .. segments-1 at their left end
   float* sdt;       // (segments - 1, batch, dim): sum of dt over each of those segments
+  // Chained split (no summary pass; selective_scan_bwd_fast.cuh, bwd_chain_item): a grab counter and
+  // (segments - 1, tiles * batch) flags, zeroed before each launch; g_loc then holds each segment's whole adjoint.
+  // nullptr otherwise.
+  int* chain;
 };
 
 // Warps per channel in the backward. Deterministic mode keeps one warp per channel: its dB/dC partial buffers
@@ -41,26 +45,28 @@ struct BwdWorkspace {
 inline int choose_bwd_split(const SelectiveScanParams& p) { return p.deterministic ? 1 : choose_split(p); }
 
 // Lays the workspace out from `base` (nullptr: only computes the size) for `segments` time segments (> 1 only on
-// the fast path, which has dstate 16). Returns the total bytes.
+// the fast path, which has dstate 16), with `chain_ints` ints for a chained split (0: none). Returns the total bytes.
 inline size_t bwd_workspace_layout(const SelectiveScanParams& p, int segments, int seg_len, char* base,
-                                   BwdWorkspace* ws) {
+                                   BwdWorkspace* ws, size_t chain_ints = 0) {
   const int tiles = tiles_per_group(p, choose_bwd_split(p));
   const size_t K = static_cast<size_t>(segments < 1 ? 1 : segments);
   const size_t bdn = static_cast<size_t>(p.batch) * p.dim * p.dstate;
   const size_t bd = static_cast<size_t>(p.batch) * p.dim;
   const size_t bgnl = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
   const size_t bc = p.deterministic ? bgnl * tiles : bgnl;
-  const size_t sizes[9] = {K * bdn, p.is_variable_B ? 0 : bdn, p.is_variable_C ? 0 : bdn, K * bd, K * bd,
-                           p.is_variable_B ? bc : 0, p.is_variable_C ? bc : 0, (K - 1) * bdn, (K - 1) * bd};
-  float* ptrs[9];
+  const size_t sizes[10] = {K * bdn, p.is_variable_B ? 0 : bdn, p.is_variable_C ? 0 : bdn, K * bd, K * bd,
+                            p.is_variable_B ? bc : 0, p.is_variable_C ? bc : 0, (K - 1) * bdn,
+                            chain_ints > 0 ? 0 : (K - 1) * bd, chain_ints};
+  void* ptrs[10];
   size_t off = 0;
-  for (int i = 0; i < 9; ++i) {
-    ptrs[i] = (base != nullptr && sizes[i] > 0) ? reinterpret_cast<float*>(base + off) : nullptr;
-    off += align_up(sizes[i] * sizeof(float));
+  for (int i = 0; i < 10; ++i) {
+    ptrs[i] = (base != nullptr && sizes[i] > 0) ? base + off : nullptr;
+    off += align_up(sizes[i] * 4);  // floats, and the chain's ints
   }
+  const auto f = [&](int i) { return static_cast<float*>(ptrs[i]); };
   if (ws != nullptr)
-    *ws = BwdWorkspace{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], bc,
-                       static_cast<int>(K), seg_len, ptrs[7], ptrs[8]};
+    *ws = BwdWorkspace{f(0), f(1), f(2), f(3), f(4), f(5), f(6), bc, static_cast<int>(K), seg_len, f(7), f(8),
+                       static_cast<int*>(ptrs[9])};
   return off;
 }
 
@@ -535,7 +541,7 @@ void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cu
   const BwdFastPlan plan = bwd_fast_plan<kType>(p);
   if (plan.fast) {
     BwdWorkspace ws;
-    bwd_workspace_layout(p, plan.segments, plan.seg_len, static_cast<char*>(workspace), &ws);
+    bwd_workspace_layout(p, plan.segments, plan.seg_len, static_cast<char*>(workspace), &ws, bwd_chain_ints(p, plan));
     zero_bc_accumulators(ws, stream);
     selective_scan_bwd_fast_launch<kType>(p, ws, stream);
     return launch_bwd_finish<IO<kType>>(p, ws, 1, stream);
@@ -551,7 +557,7 @@ void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cu
 template <DType kType>
 size_t selective_scan_bwd_workspace(const SelectiveScanParams& p) {
   const BwdFastPlan plan = bwd_fast_plan<kType>(p);
-  return plan.fast ? bwd_workspace_layout(p, plan.segments, plan.seg_len, nullptr, nullptr)
+  return plan.fast ? bwd_workspace_layout(p, plan.segments, plan.seg_len, nullptr, nullptr, bwd_chain_ints(p, plan))
                    : bwd_workspace_layout(p, 1, p.seqlen, nullptr, nullptr);
 }
 

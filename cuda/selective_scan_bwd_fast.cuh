@@ -139,7 +139,55 @@ __device__ __forceinline__ BfChannel bf_channel(const SelectiveScanParams& p, in
   return ch;
 }
 
-template <class Io>
+// The chained hand-off of a split backward (ws.chain != nullptr; no summary pass). ws.chain holds a grab counter,
+// then one flag per (segment 1 .. K-1, cell), cell = batch row * gridDim.x + tile index, all zero at launch. Blocks
+// take work items in grab order: items [0, base) are segment K-1, [base, 2 base) segment K-2 and so on (base =
+// gridDim.x * gridDim.y). Item i waits for item i - base (same cell, next segment), which was grabbed earlier and
+// so is running or done; the earliest unfinished item never waits, so the chain cannot deadlock whatever the
+// residency, and when base >= the resident blocks its producer started a whole wave earlier (normally done).
+struct BwdItem {
+  int x, y, seg, cell;
+};
+
+// kChained false: the block index. kChained: thread 0 grabs an item into s_item, every thread reads it; later
+// calls with grab false read the same item again (from shared memory, so that it needs no registers in between).
+template <bool kChained>
+__device__ __forceinline__ BwdItem bwd_chain_item(const BwdWorkspace& ws, int* s_item, bool grab) {
+  BwdItem it{static_cast<int>(blockIdx.x), static_cast<int>(blockIdx.y), static_cast<int>(blockIdx.z), 0};
+  if constexpr (kChained) {
+    if (grab) {
+      if (threadIdx.x == 0) *s_item = atomicAdd(ws.chain, 1);
+      __syncthreads();
+    }
+    const int base = gridDim.x * gridDim.y, i = *static_cast<volatile int*>(s_item);
+    it.cell = i % base;
+    it.x = it.cell % gridDim.x;
+    it.y = it.cell / gridDim.x;
+    it.seg = ws.segments - 1 - i / base;
+  }
+  return it;
+}
+
+// Waits until the block of segment it.seg + 1 (same cell) has left its adjoint in ws.g_loc (read it with __ldcg:
+// L1 is not coherent across SMs).
+__device__ __forceinline__ void bwd_chain_wait(const BwdWorkspace& ws, const BwdItem& it) {
+  if (threadIdx.x == 0) {
+    const volatile int* f = ws.chain + 1 + static_cast<size_t>(it.seg) * gridDim.x * gridDim.y + it.cell;
+    while (*f == 0) __nanosleep(256);
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// After every thread stored its part of the adjoint leaving segment it.seg (> 0): the flag its consumer waits on.
+__device__ __forceinline__ void bwd_chain_post(const BwdWorkspace& ws, const BwdItem& it) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) atomicExch(ws.chain + 1 + static_cast<size_t>(it.seg - 1) * gridDim.x * gridDim.y + it.cell, 1);
+}
+
+// kChained: a split with the chained hand-off (ws.chain); otherwise unsplit or after the summary pass.
+template <class Io, bool kChained>
 __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) selective_scan_bwd_fast_kernel(const SelectiveScanParams p,
                                                                                  const BwdWorkspace ws) {
   using raw = typename Io::raw;
@@ -162,11 +210,16 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   const int L = p.seqlen;
   const int gs = p.dim / p.n_groups;
   const int tiles = (gs + kBfChannels - 1) / kBfChannels;
-  const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
   const int tid = threadIdx.x, lane = tid % 32;
-  // The block's time segment (blockIdx.z; one segment covering L when unsplit): checkpoint intervals
-  // [c_begin, c_end), walked last to first.
-  const int kseg = blockIdx.z;
+  // The block's (tile, batch row, time segment): its block index, or with the chained hand-off (ws.chain) the next
+  // work item in grab order, segments last to first, so that the segment after each item was taken by a block that
+  // started before it (bwd_chain_item).
+  __shared__ int s_item[1];
+  const BwdItem item = bwd_chain_item<kChained>(ws, s_item, true);
+  const int b = item.y, g = item.x / tiles, tile = item.x % tiles;
+  // The block's time segment (one covering L when unsplit): checkpoint intervals [c_begin, c_end), walked last to
+  // first.
+  const int kseg = item.seg;
   const int c_begin = kseg * ws.seg_len / kBfChunk;
   const int c_end = (min(L, (kseg + 1) * ws.seg_len) + kBfChunk - 1) / kBfChunk;
   const size_t group_off = (static_cast<size_t>(b) * p.n_groups + g) * N * L;
@@ -207,9 +260,18 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
     gin[q] = (l_active && p.dlast_state != nullptr) ? p.dlast_state[bdl * N + 4 * j + q] : 0.f;
     dA[q] = 0.f;
   }
-  // Split: the adjoint entering this segment from the right, formed from the summaries of the segments after it
-  // (last to first): g = exp2(A2 * sum dt) * g + g_loc, starting from dlast_state.
-  if (l_active) {
+  // Split, chained: the adjoint entering this segment from the right is the one the block of the next segment
+  // left at its first step.
+  if (kChained && kseg + 1 < ws.segments) {
+    bwd_chain_wait(ws, item);
+    if (l_active) {
+      const float4 v = __ldcg(reinterpret_cast<const float4*>(ws.g_loc + (static_cast<size_t>(kseg) * p.batch * p.dim + bdl) * N) + j);
+      gin[0] = v.x, gin[1] = v.y, gin[2] = v.z, gin[3] = v.w;
+    }
+  }
+  // Split with a summary pass: the adjoint entering this segment from the right, formed from the summaries of the
+  // segments after it (last to first): g = exp2(A2 * sum dt) * g + g_loc, starting from dlast_state.
+  if (l_active && !kChained) {
 #pragma unroll 4
     for (int s = ws.segments - 1; s > kseg; --s) {
       const size_t o = static_cast<size_t>(s - 1) * p.batch * p.dim + bdl;
@@ -448,14 +510,24 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   dD_acc += __shfl_xor_sync(0xffffffffu, dD_acc, 2);
   ddb_acc += __shfl_xor_sync(0xffffffffu, ddb_acc, 1);
   ddb_acc += __shfl_xor_sync(0xffffffffu, ddb_acc, 2);
+  // The item again (kChained: from shared memory, so that kseg and the cell hold no registers through the walk).
+  const BwdItem it = bwd_chain_item<kChained>(ws, s_item, false);
+  if constexpr (kChained) {
+    if (it.seg > 0) {
+      if (l_active)
+        *(reinterpret_cast<float4*>(ws.g_loc + (static_cast<size_t>(it.seg - 1) * p.batch * p.dim + bdl) * N) + j) =
+            make_float4(gin[0], gin[1], gin[2], gin[3]);
+      bwd_chain_post(ws, it);
+    }
+  }
   if (!l_active) return;
   // Per-segment partials (summed over segments in order by the channel kernel); the adjoint leaving segment 0 is
   // dinitial_state.
-  const size_t part = static_cast<size_t>(kseg) * p.batch * p.dim + bdl;
+  const size_t part = static_cast<size_t>(it.seg) * p.batch * p.dim + bdl;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     ws.dA_part[part * N + 4 * j + q] = dA[q];
-    if (p.dinitial_state != nullptr && kseg == 0) p.dinitial_state[bdl * N + 4 * j + q] = gin[q];
+    if (p.dinitial_state != nullptr && it.seg == 0) p.dinitial_state[bdl * N + 4 * j + q] = gin[q];
   }
   if (j == 0) {
     ws.dD_part[part] = dD_acc;
@@ -580,7 +652,7 @@ int bwd_fast_resident_blocks(bool summary) {
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, selective_scan_bwd_summary_kernel<IO<kType>>,
                                                       kBfThreads, 0);
   } else if (e == cudaSuccess) {
-    auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
+    auto kernel = selective_scan_bwd_fast_kernel<IO<kType>, false>;
     const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
     e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kBfThreads, smem);
@@ -602,27 +674,31 @@ struct BwdFastPlan {
   bool fast = false;
   int segments = 1;
   int seg_len = 0;
+  bool chained = false;  // segments > 1 only: the chained hand-off instead of the summary pass (bwd_chain_item)
 };
 
 // Modelled time of the fast backward with `segments` time segments, in step units: each lane walks its segment
 // serially, so a pass costs (waves of resident blocks) x (segment length). The summary pass (segments - 1 blocks
-// per tile) does about a quarter of the main pass's work per step; each segment adds a carry walk and a launch
-// share (16 steps). Fitted to the H200 sweep of 2026-11-29 (docs/perf.md): it picks K = 1 at S1, 6 at S2 and 16
-// at S3, the measured best or within 1% of it.
-inline double bwd_fast_cost(long base, long resident, long resident_summary, int n_chunks, int segments) {
+// per tile) does about a quarter of the main pass's work per step; a chained split has no summary pass; each
+// segment adds a carry walk and a launch share (16 steps). Fitted to the H200 sweep of 2026-11-29 (docs/perf.md):
+// with the summary pass it picks K = 1 at S1, 6 at S2 and 16 at S3, the measured best or within 1% of it.
+inline double bwd_fast_cost(long base, long resident, long resident_summary, int n_chunks, int segments,
+                            bool chained) {
   const int seg_chunks = (n_chunks + segments - 1) / segments;
   const int k = (n_chunks + seg_chunks - 1) / seg_chunks;
   const double seg = static_cast<double>(seg_chunks) * kBfChunk;
   const auto waves = [](long blocks, long res) { return static_cast<double>((blocks + res - 1) / res); };
   double cost = waves(base * k, resident) * seg + 16.0 * k;
-  if (k > 1) cost += 0.25 * waves(base * (k - 1), resident_summary) * seg;
+  if (k > 1 && !chained) cost += 0.25 * waves(base * (k - 1), resident_summary) * seg;
   return cost;
 }
 
 // Whether the fast kernel runs, and its time split: the segment count (1 .. kBwdMaxAutoSegments, segments of at
-// least kBwdMinSegSteps steps) with the lowest bwd_fast_cost. A second, partial wave of the unsplit kernel still
-// beats the warp-chunk kernel (S2: 2.11 vs 2.31 ms), so the fast path is taken whenever batch * dim >= 4096 or L
-// splits. p.scan_segments > 0 forces the count (tests).
+// least kBwdMinSegSteps steps) and hand-off with the lowest bwd_fast_cost. The chained hand-off is considered only
+// when one segment's blocks fill a wave (base >= resident: S2), so that waiting blocks do not hold the SMs; S3's
+// 48 blocks per segment would chain K walks end to end. A second, partial wave of the unsplit kernel still beats
+// the warp-chunk kernel (S2: 2.11 vs 2.31 ms), so the fast path is taken whenever batch * dim >= 4096 or L splits.
+// p.scan_segments > 0 forces the count and p.scan_bwd_chain the hand-off (tests).
 template <DType kType>
 BwdFastPlan bwd_fast_plan(const SelectiveScanParams& p) {
   BwdFastPlan plan;
@@ -631,37 +707,56 @@ BwdFastPlan bwd_fast_plan(const SelectiveScanParams& p) {
   const dim3 g = bwd_fast_grid(p);
   const long base = static_cast<long>(g.x) * g.y;
   int want = 1;
+  bool chained = p.scan_bwd_chain == 2;
   if (p.scan_segments > 0) {
     want = p.scan_segments;
+    if (p.scan_bwd_chain == 0) chained = base >= bwd_fast_resident_blocks<kType>(false);
   } else {
     const long resident = bwd_fast_resident_blocks<kType>(false);
     const long resident_summary = bwd_fast_resident_blocks<kType>(true);
     if (resident <= 0 || resident_summary <= 0) return plan;
     const int most = static_cast<int>(std::max(1, std::min(kBwdMaxAutoSegments, p.seqlen / kBwdMinSegSteps)));
-    double best = bwd_fast_cost(base, resident, resident_summary, n_chunks, 1);
-    for (int k = 2; k <= most; ++k) {
-      const double c = bwd_fast_cost(base, resident, resident_summary, n_chunks, k);
-      if (c < best) best = c, want = k;
-    }
+    const bool may_chain = p.scan_bwd_chain == 2 || (p.scan_bwd_chain == 0 && base >= resident);
+    const bool may_summarize = p.scan_bwd_chain != 2;
+    double best = bwd_fast_cost(base, resident, resident_summary, n_chunks, 1, false);
+    for (int k = 2; k <= most; ++k)
+      for (bool ch : {false, true}) {
+        if (ch ? !may_chain : !may_summarize) continue;
+        const double c = bwd_fast_cost(base, resident, resident_summary, n_chunks, k, ch);
+        if (c < best) best = c, want = k, chained = ch;
+      }
   }
   const int seg_chunks = (n_chunks + want - 1) / want;
   plan.segments = (n_chunks + seg_chunks - 1) / seg_chunks;
   plan.seg_len = seg_chunks * kBfChunk;
+  plan.chained = plan.segments > 1 && chained;
   plan.fast = static_cast<long>(p.batch) * p.dim >= 4096 || plan.segments > 1 || p.scan_segments > 0;
   if (!plan.fast) plan = BwdFastPlan{};
   return plan;
+}
+
+// Ints of the chained hand-off's counter and flags for `plan` (0 unless chained).
+inline size_t bwd_chain_ints(const SelectiveScanParams& p, const BwdFastPlan& plan) {
+  if (!plan.chained) return 0;
+  const dim3 g = bwd_fast_grid(p);
+  return 1 + static_cast<size_t>(plan.segments - 1) * g.x * g.y;
 }
 
 // ws: laid out for the plan's segments (bwd_workspace_layout), dB/dC accumulators zeroed.
 template <DType kType>
 void selective_scan_bwd_fast_launch(const SelectiveScanParams& p, const BwdWorkspace& ws, cudaStream_t stream) {
   const dim3 g = bwd_fast_grid(p);
-  if (ws.segments > 1) {
+  if (ws.chain != nullptr) {
+    const size_t ints = 1 + static_cast<size_t>(ws.segments - 1) * g.x * g.y;
+    cudaError_t e = cudaMemsetAsync(ws.chain, 0, ints * sizeof(int), stream);
+    if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
+  } else if (ws.segments > 1) {
     selective_scan_bwd_summary_kernel<IO<kType>><<<dim3(g.x, g.y, ws.segments - 1), kBfThreads, 0, stream>>>(p, ws);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
   }
-  auto kernel = selective_scan_bwd_fast_kernel<IO<kType>>;
+  auto kernel = ws.chain != nullptr ? selective_scan_bwd_fast_kernel<IO<kType>, true>
+                                    : selective_scan_bwd_fast_kernel<IO<kType>, false>;
   const size_t smem = bwd_fast_smem_bytes(BfRaw<IO<kType>>::kBytes);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));

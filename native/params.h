@@ -40,6 +40,10 @@ struct SelectiveScanParams {
   // be lower; 1 forces the unsplit fast kernels even for small batch * dim). Results differ from the unsplit
   // kernels only by fp32 rounding. Workspace sizes depend on it: query them with the same params.
   int scan_segments = 0;
+  // CUDA only, for tests and tuning, like scan_segments: how a split fast backward finds the adjoint entering each
+  // segment. 0: automatic; 1: a summary pass over segments 1 .. K-1 first; 2: chained, each segment's blocks wait
+  // for the blocks of the segment after it (no extra pass).
+  int scan_bwd_chain = 0;
 
   // ---- forward inputs ----
   const void* u = nullptr;            // (batch, dim, seqlen)            dtype

@@ -4,10 +4,12 @@
 //             consistency (scan [0,k) then [k,L) == scan [0,L)) and bitwise repeatability of deterministic mode;
 //             prints one line per case, then "N passed, N failed"; exit code 1 on any failure.
 //   --small   a reduced grid, quick enough for compute-sanitizer.
-//   --bench   times S1/S2/S3 (bf16, fp32; dstate 16, variable B/C, z, D, delta_bias, softplus): forward with
-//             checkpoints and forward+backward, median of 30 runs after warm-up, against floors and the official.
+//   --bench [S1|S2|S3]  times S1/S2/S3 or one of them (bf16, fp32; dstate 16, variable B/C, z, D, delta_bias,
+//             softplus): forward with checkpoints and forward+backward, median of 30 runs after warm-up, against
+//             floors and the official.
 //   --sweep [S1|S2|S3]  the bench shapes (or one) with the time-segment count forced (p.scan_segments) from 1 to 64
-//             and automatic (K 0): fwd, bwd and fwd+bwd times, the data behind the segment plans.
+//             and automatic (K 0), the backward's hand-off forced to the summary pass and (K <= 16) to the chained
+//             one (p.scan_bwd_chain): fwd, bwd and fwd+bwd times, the data behind the segment plans.
 // Shapes follow native/params.h: u/delta/z/out (batch, dim, L), A (dim, N), B/C (batch, G, N, L) or (dim, N).
 #include <cuda_runtime.h>
 #include <algorithm>
@@ -41,6 +43,7 @@ struct Case {
   bool var_B = true, var_C = true, init_state = false, dlast = false, deterministic = false;
   int segments = 0;            // p.scan_segments: 0 automatic, k > 0 forces the fast forward split into ~k segments
   bool expect_split = false;   // fail unless the forward splits L (it needs a workspace)
+  int chain = 0;               // p.scan_bwd_chain: 0 automatic, 1 summary pass, 2 chained hand-off
 };
 
 std::string describe(const Case& c) {
@@ -51,6 +54,7 @@ std::string describe(const Case& c) {
            c.deterministic ? "det " : "");
   std::string r = buf;
   if (c.segments > 0) r += "seg" + std::to_string(c.segments) + " ";
+  if (c.chain > 0) r += c.chain == 2 ? "chained " : "summary ";
   if (c.expect_split) r += "split";
   return r;
 }
@@ -353,6 +357,7 @@ SelectiveScanParams make_params(const Case& c, Device& dv) {
   p.has_initial_state = c.init_state;
   p.deterministic = c.deterministic;
   p.scan_segments = c.segments;
+  p.scan_bwd_chain = c.chain;
   p.u = dv.u.p;
   p.delta = dv.delta.p;
   p.A = static_cast<const float*>(dv.A.p);
@@ -641,6 +646,8 @@ int run_checks(bool small) {
       c.segments = 4;  // 3 chunks per segment, 4 segments, the last one partial
       c.init_state = c.dlast = true;
       cases.push_back(c);
+      c.chain = 2;  // the same backward split with the chained hand-off
+      cases.push_back(c);
       c = Case();
       c.dtype = dt;
       c.batch = 1;
@@ -673,6 +680,8 @@ int run_checks(bool small) {
       c.L = segs == 100 ? 300 : 1000;  // 100: one 32-step chunk per segment (10 segments)
       c.segments = segs;
       c.init_state = c.dlast = segs != 2;
+      cases.push_back(c);
+      c.chain = 2;
       cases.push_back(c);
     }
     {
@@ -724,7 +733,7 @@ struct BenchSetup {
   SelectiveScanParams p;
 };
 
-BenchSetup bench_setup(int batch, int dim, int L, DType dt, int segments) {
+BenchSetup bench_setup(int batch, int dim, int L, DType dt, int segments, int chain = 0) {
   Case c;
   c.batch = batch;
   c.dim = dim;
@@ -736,6 +745,7 @@ BenchSetup bench_setup(int batch, int dim, int L, DType dt, int segments) {
   bs.dv = make_device(c, in);
   bs.p = make_params(c, bs.dv);
   bs.p.scan_segments = segments;
+  bs.p.scan_bwd_chain = chain;
   bs.dv.ws = DevBuf(selective_scan_bwd_workspace_bytes(bs.p));
   bs.dv.fws = DevBuf(selective_scan_fwd_workspace_bytes(bs.p));
   return bs;
@@ -762,7 +772,7 @@ double time_scan_ms(const SelectiveScanParams& p, const Device& dv, bool backwar
   return median(times);
 }
 
-void run_bench() {
+void run_bench(const char* only) {
   struct Shape {
     const char* name;
     int batch, dim, L;
@@ -776,6 +786,7 @@ void run_bench() {
          "GB/s(min)", "Gexp/s", "HBMfloor", "MUFUfloor");
   for (const Shape& s : shapes)
     for (DType dt : {DType::BFloat16, DType::Float32}) {
+      if (only != nullptr && strcmp(only, s.name) != 0) continue;
       BenchSetup bs = bench_setup(s.batch, s.dim, s.L, dt, 0);
       const SelectiveScanParams& p = bs.p;
       Device& dv = bs.dv;
@@ -799,23 +810,28 @@ void run_bench() {
     }
 }
 
-// Time segments forced through p.scan_segments (both directions) against the automatic plan (0), per bench shape
-// and dtype: the data behind the plans' segment rules. bwd = fwd+bwd - fwd.
+// Time segments forced through p.scan_segments (both directions) against the automatic plan (0), per bench shape,
+// dtype and backward hand-off (p.scan_bwd_chain 1 summary pass, 2 chained): the data behind the plans' segment
+// rules. bwd = fwd+bwd - fwd.
 void run_sweep(const char* only) {
   struct Shape {
     const char* name;
     int batch, dim, L;
   };
   const Shape shapes[3] = {{"S1", 8, 1536, 2048}, {"S2", 4, 4096, 2048}, {"S3", 1, 1536, 16384}};
-  printf("%-4s %-8s %4s %9s %9s %9s\n", "shape", "dtype", "K", "fwd ms", "bwd ms", "fwd+bwd");
+  printf("%-4s %-8s %4s %-8s %9s %9s %9s\n", "shape", "dtype", "K", "handoff", "fwd ms", "bwd ms", "fwd+bwd");
   for (const Shape& s : shapes) {
     if (only != nullptr && strcmp(only, s.name) != 0) continue;
     for (DType dt : {DType::BFloat16, DType::Float32})
-      for (int k : {0, 1, 2, 3, 4, 6, 8, 11, 16, 24, 32, 48, 64}) {
-        const BenchSetup bs = bench_setup(s.batch, s.dim, s.L, dt, k);
-        const double f = time_scan_ms(bs.p, bs.dv, false), fb = time_scan_ms(bs.p, bs.dv, true);
-        printf("%-4s %-8s %4d %9.3f %9.3f %9.3f\n", s.name, dtype_name(dt), k, f, fb - f, fb);
-      }
+      for (int chain : {1, 2})
+        for (int k : {0, 1, 2, 3, 4, 6, 8, 11, 16, 24, 32, 48, 64}) {
+          // S3's 48 blocks per segment would chain K walks end to end (bwd_fast_plan never chains there)
+          if (chain == 2 && (k == 1 || k > 16 || s.batch * s.dim < 4096)) continue;
+          const BenchSetup bs = bench_setup(s.batch, s.dim, s.L, dt, k, chain);
+          const double f = time_scan_ms(bs.p, bs.dv, false), fb = time_scan_ms(bs.p, bs.dv, true);
+          printf("%-4s %-8s %4d %-8s %9.3f %9.3f %9.3f\n", s.name, dtype_name(dt), k,
+                 chain == 2 ? "chained" : "summary", f, fb - f, fb);
+        }
   }
 }
 
@@ -824,15 +840,19 @@ void run_sweep(const char* only) {
 int main(int argc, char** argv) {
   bool bench = false, small = false, sweep = false;
   const char* sweep_only = nullptr;
+  const char* bench_only = nullptr;
   for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--bench")) bench = true;
+    if (!strcmp(argv[i], "--bench")) {
+      bench = true;
+      if (i + 1 < argc && argv[i + 1][0] == 'S') bench_only = argv[++i];
+    }
     else if (!strcmp(argv[i], "--sweep")) {
       sweep = true;
       if (i + 1 < argc && argv[i + 1][0] == 'S') sweep_only = argv[++i];
     }
     else if (!strcmp(argv[i], "--small")) small = true;
     else {
-      fprintf(stderr, "usage: %s [--small | --bench | --sweep [S1|S2|S3]]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--small | --bench [S1|S2|S3] | --sweep [S1|S2|S3]]\n", argv[0]);
       return 2;
     }
   }
@@ -843,7 +863,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (bench || sweep) {
-      if (bench) run_bench();
+      if (bench) run_bench(bench_only);
       if (sweep) run_sweep(sweep_only);
       return 0;
     }

@@ -11,7 +11,7 @@
 #include <random>
 using namespace mamba;
 
-struct Case { int batch, dim, L, groups; bool D, z, bias, sp, h0, dlast; int segs; };
+struct Case { int batch, dim, L, groups; bool D, z, bias, sp, h0, dlast; int segs; int chain = 0; };
 
 static double worst(const std::vector<float>& got, const std::vector<double>& ref, double rt, double at, bool& nan) {
   double w = 0;
@@ -22,8 +22,14 @@ static double worst(const std::vector<float>& got, const std::vector<double>& re
   return w;
 }
 
+static float bf16r(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// bf16: the activations (u, delta, z, B, C, dout) are rounded to bf16 for both sides and passed as bf16; du, ddelta,
+// dz, dB, dC come back in bf16 and get 10x the fp32 tolerances (their own rounding); the fp32 outputs keep them.
+template <DType kT>
 bool run(const Case& c, uint64_t seed) {
-  constexpr DType kT = DType::Float32;
+  using Io = ss::IO<kT>;
+  using raw = typename Io::raw;
   const int N = 16, G = c.groups, gs = c.dim / G, Bn = c.batch, Dm = c.dim, L = c.L;
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> uni(0.f, 1.f);
@@ -41,6 +47,27 @@ bool run(const Case& c, uint64_t seed) {
   for (auto& x : h0) x = nrm(rng);
   for (auto& x : dout) x = nrm(rng);
   for (auto& x : dlast) x = nrm(rng);
+  if constexpr (kT == DType::BFloat16)
+    for (auto* v : {&u, &dl, &z, &B, &C, &dout})
+      for (auto& x : *v) x = bf16r(x);
+  // the kernels' view of an activation: the values in the io dtype
+  const auto io = [](const std::vector<float>& v) {
+    std::vector<raw> r(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if constexpr (kT == DType::Float32) r[i] = v[i]; else r[i] = Io::store(v[i]);
+    }
+    return r;
+  };
+  const auto back = [](const std::vector<raw>& r) {
+    std::vector<float> v(r.size());
+    for (size_t i = 0; i < r.size(); ++i) {
+      if constexpr (kT == DType::Float32) v[i] = r[i]; else v[i] = Io::load(r[i]);
+    }
+    return v;
+  };
+  std::vector<raw> u_io = io(u), dl_io = io(dl), z_io = io(z), B_io = io(B), C_io = io(C), dout_io = io(dout);
+  std::vector<raw> out_io(bdl), du_io = io(std::vector<float>(bdl, NAN)), ddl_io = du_io, dz_io = du_io,
+                   dB_io = io(std::vector<float>(bgnl, NAN)), dC_io = dB_io;
   const int nck = scan_num_checkpoints(L);
   std::vector<float> out(bdl), last(bdn), ck((size_t)Bn * Dm * nck * N, NAN);
   std::vector<float> du(bdl, NAN), ddl(bdl, NAN), dz(bdl, NAN), dA(Dm * N, NAN), dB(bgnl, NAN), dC(bgnl, NAN),
@@ -49,13 +76,14 @@ bool run(const Case& c, uint64_t seed) {
   p.batch = Bn; p.dim = Dm; p.seqlen = L; p.dstate = N; p.n_groups = G; p.dtype = kT;
   p.delta_softplus = c.sp; p.has_D = c.D; p.has_z = c.z; p.has_delta_bias = c.bias; p.has_initial_state = c.h0;
   p.scan_segments = c.segs;
-  p.u = u.data(); p.delta = dl.data(); p.A = A.data(); p.B = B.data(); p.C = C.data();
-  p.D = c.D ? D.data() : nullptr; p.z = c.z ? z.data() : nullptr; p.delta_bias = c.bias ? bias.data() : nullptr;
+  p.scan_bwd_chain = c.chain;
+  p.u = u_io.data(); p.delta = dl_io.data(); p.A = A.data(); p.B = B_io.data(); p.C = C_io.data();
+  p.D = c.D ? D.data() : nullptr; p.z = c.z ? z_io.data() : nullptr; p.delta_bias = c.bias ? bias.data() : nullptr;
   p.initial_state = c.h0 ? h0.data() : nullptr;
-  p.out = out.data(); p.last_state = last.data(); p.checkpoints = ck.data();
-  p.dout = dout.data(); p.dlast_state = c.dlast ? dlast.data() : nullptr;
-  p.du = du.data(); p.ddelta = ddl.data(); p.dA = dA.data(); p.dB = dB.data(); p.dC = dC.data();
-  p.dD = c.D ? dD.data() : nullptr; p.dz = c.z ? dz.data() : nullptr; p.ddelta_bias = c.bias ? db.data() : nullptr;
+  p.out = out_io.data(); p.last_state = last.data(); p.checkpoints = ck.data();
+  p.dout = dout_io.data(); p.dlast_state = c.dlast ? dlast.data() : nullptr;
+  p.du = du_io.data(); p.ddelta = ddl_io.data(); p.dA = dA.data(); p.dB = dB_io.data(); p.dC = dC_io.data();
+  p.dD = c.D ? dD.data() : nullptr; p.dz = c.z ? dz_io.data() : nullptr; p.ddelta_bias = c.bias ? db.data() : nullptr;
   p.dinitial_state = dh0.data();
   const size_t fws = ss::selective_scan_fwd_workspace<kT>(p);
   std::vector<float> fw(fws / 4 + 64, NAN);
@@ -64,6 +92,7 @@ bool run(const Case& c, uint64_t seed) {
   const size_t bws = ss::selective_scan_bwd_workspace<kT>(p);
   std::vector<float> bw(bws / 4 + 64, NAN);
   ss::selective_scan_bwd_launch<kT>(p, bw.data(), nullptr);
+  du = back(du_io), ddl = back(ddl_io), dz = back(dz_io), dB = back(dB_io), dC = back(dC_io);
 
   // float64 reference (as cuda/bench/selective_scan_lab.cu)
   std::vector<double> rdu(bdl), rddl(bdl), rdz(bdl), rdA(Dm * N, 0), rdB(bgnl, 0), rdC(bgnl, 0), rdD(Dm, 0), rdb(Dm, 0), rdh0(bdn);
@@ -122,16 +151,17 @@ bool run(const Case& c, uint64_t seed) {
     }
   bool nan = false;
   const double tw_a = c.z ? 2e-3 : 1e-3;
-  double w[9] = {worst(du, rdu, 12e-4, 2e-3, nan), worst(ddl, rddl, 3e-3, 2e-2, nan),
-                 c.z ? worst(dz, rdz, 6e-4, 2e-3, nan) : 0, worst(dA, rdA, 1e-3, tw_a * 5, nan),
-                 worst(dB, rdB, 1e-3, tw_a, nan), worst(dC, rdC, 1e-3, tw_a, nan),
+  const double m = kT == DType::Float32 ? 1 : 10;
+  double w[9] = {worst(du, rdu, m * 12e-4, m * 2e-3, nan), worst(ddl, rddl, m * 3e-3, m * 2e-2, nan),
+                 c.z ? worst(dz, rdz, m * 6e-4, m * 2e-3, nan) : 0, worst(dA, rdA, 1e-3, tw_a * 5, nan),
+                 worst(dB, rdB, m * 1e-3, m * tw_a, nan), worst(dC, rdC, m * 1e-3, m * tw_a, nan),
                  c.D ? worst(dD, rdD, 1e-3, tw_a, nan) : 0, c.bias ? worst(db, rdb, 1e-3, tw_a, nan) : 0,
                  worst(dh0, rdh0, 6e-4, 2e-3, nan)};
   double wm = 0;
   for (double x : w) wm = std::max(wm, x);
   const bool ok = !nan && wm <= 1;
-  printf("%s b%d d%d L%d g%d D%d z%d bias%d sp%d h0%d dlast%d segs%d -> bwd fast %d K %d seg_len %d | du x%.3f ddelta x%.3f dz x%.3f dA x%.3f dB x%.3f dC x%.3f dD x%.3f db x%.3f dh0 x%.3f%s\n",
-         ok ? "PASS" : "FAIL", Bn, Dm, L, G, c.D, c.z, c.bias, c.sp, c.h0, c.dlast, c.segs, plan.fast, plan.segments,
+  printf("%s %s b%d d%d L%d g%d D%d z%d bias%d sp%d h0%d dlast%d segs%d chain%d -> bwd fast %d K %d chained %d seg_len %d | du x%.3f ddelta x%.3f dz x%.3f dA x%.3f dB x%.3f dC x%.3f dD x%.3f db x%.3f dh0 x%.3f%s\n",
+         ok ? "PASS" : "FAIL", kT == DType::Float32 ? "fp32" : "bf16", Bn, Dm, L, G, c.D, c.z, c.bias, c.sp, c.h0, c.dlast, c.segs, c.chain, plan.fast, plan.segments, plan.chained,
          plan.seg_len, w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], nan ? " NaN" : "");
   fflush(stdout);
   return ok;
@@ -146,9 +176,15 @@ int main() {
       {1, 64, 1024, 1, true, true, true, true, false, false, 0},   // automatic split
       {1, 64, 500, 1, true, false, true, true, true, true, 1},     // forced unsplit fast kernel
       {1, 72, 3001, 2, true, true, true, true, true, true, 0},     // automatic, odd L
+      // chained hand-off (scan_bwd_chain 2): partial last segment, one chunk per segment, odd L, dlast_state
+      {1, 40, 300, 2, true, true, true, true, true, true, 4, 2},
+      {1, 40, 300, 2, false, false, false, false, true, true, 100, 2},
+      {2, 72, 3001, 2, true, true, true, true, true, true, 5, 2},
+      {3, 40, 1000, 2, true, true, false, true, false, false, 7, 2},
   };
   uint64_t seed = 1;
-  for (const Case& c : cs) fails += !run(c, seed++);
+  for (const Case& c : cs) fails += !run<DType::Float32>(c, seed++);
+  for (int i : {0, 3, 5, 6, 8}) fails += !run<DType::BFloat16>(cs[i], seed++);  // summary, unsplit, chained
   printf("%d failed\n", fails);
   return fails != 0;
 }

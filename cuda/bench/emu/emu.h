@@ -139,6 +139,12 @@ inline float __frcp_rn(float a) { return 1.f / a; }
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 inline float atomicAdd(float* a, float v) { float o = *a; *a += v; return o; }
 inline void atomicAdd(float4* a, float4 v) { a->x += v.x; a->y += v.y; a->z += v.z; a->w += v.w; }
+inline int atomicAdd(int* a, int v) { int o = *a; *a += v; return o; }
+inline int atomicExch(int* a, int v) { int o = *a; *a = v; return o; }
+inline void __threadfence() {}
+// Blocks run one after another in grab order, so a spin-wait that sleeps has waited on a block that never ran.
+inline void __nanosleep(unsigned) { fprintf(stderr, "emu: a block waited on one that has not run\n"); abort(); }
+template <class T> inline T __ldcg(const T* p) { return *p; }
 // runtime stubs: an H200-like device
 extern "C" {
 cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
