@@ -246,6 +246,21 @@ __device__ __forceinline__ void state_step4(float (&h)[4], const float (&A2)[4],
   h[3] = fmaf(fast_exp2(dt * A2[3]), h[3], dtu * bv.w);
 }
 
+// 16-bit B/C of one chunk staged for the dstate-16 step loops, left 16-bit (exact; widened when read): step t's
+// 64 bytes hold, for each lane j (states 4j .. 4j+3), B then C, 4 values each, so one 16-byte load per lane-step
+// gives both (4 shared-memory wavefronts per warp; two fp32 float4 loads take 8). bc16_slot: the element offset
+// of B (m 0) or C (m 1) of state n at step t; as uint4, lane j's B and C of step t are element 4 t + j.
+__device__ __forceinline__ int bc16_slot(int m, int n, int t) { return t * 32 + (n / 4) * 8 + m * 4 + n % 4; }
+
+// Four 16-bit values (two words of a bc16_slot buffer) as fp32.
+template <class Io>
+__device__ __forceinline__ float4 widen4(uint32_t w0, uint32_t w1) {
+  using raw = typename Io::raw;
+  static_assert(sizeof(raw) == 2, "16-bit types only");
+  return make_float4(Io::load(static_cast<raw>(w0 & 0xffffu)), Io::load(static_cast<raw>(w0 >> 16)),
+                     Io::load(static_cast<raw>(w1 & 0xffffu)), Io::load(static_cast<raw>(w1 >> 16)));
+}
+
 // Two adjacent values of a row (dst 4-byte aligned for 16-bit types, 8-byte for fp32), one store.
 template <class Io>
 __device__ __forceinline__ void store_pair(typename Io::raw* dst, float a, float b) {

@@ -219,9 +219,10 @@ constexpr int kFastChannels = kFastWarps * 8;
 // in one wave; occupancy is bounded by the work (S1: ~12 warps per SM), so more blocks per SM buy nothing and
 // lower caps spill.
 constexpr int kFastMinBlocks = 4;
-// The unsplit forward's variant for grids that fit in one wave at 3 blocks per SM (S1: 384 blocks on 132 SMs): the
-// compiler may use 168 registers, which removes the spills of the 128-register build and leaves room to hoist
-// more of the unrolled chunk's loads.
+// The unsplit float32 forward's variant for grids that fit in one wave at 3 blocks per SM (S1: 384 blocks on 132
+// SMs): the compiler may use 168 registers, which removes the spills of the 128-register build and leaves room to
+// hoist more of the unrolled chunk's loads. H200, S1: fp32 0.272 -> 0.255 ms, but bf16 0.230 -> 0.234, so the
+// 16-bit types keep the 4-block build (docs/perf.md, fifth session).
 constexpr int kFastMinBlocksWide = 3;
 constexpr int kFastChunk = 32;
 // Per-warp fp32 rows (channel, t): +4 puts the 8 channels of a warp in 8 different bank quads for float4 reads.
@@ -247,8 +248,13 @@ struct FastLayout {
   static constexpr int kBCRuns = 2 * 16 * kRowRuns / kFastThreads;      // runs of B or C per thread
   static_assert(8 * kRowRuns % 32 == 0 && 2 * 16 * kRowRuns % kFastThreads == 0 && kBCRuns >= 1,
                 "runs divide evenly over lanes and threads");
-  static constexpr int kBC = 0;                                  // 2 x kFastBCBuf floats
-  static constexpr int kRawBC = kBC + 2 * kFastBCBuf * 4;        // (B/C, 16 states) rows of kPadRow bytes
+  // The step loop's B/C buffer of one chunk: fp32 B (T, 16), pad, C (T, 16), pad (kFastBCBuf floats) for float32
+  // inputs; 16-bit inputs stay 16-bit in the bc16_slot layout (ncu, S1 bf16: 57% of the forward's shared-memory
+  // wavefronts were the fp32 B/C loads).
+  static constexpr bool kWideBC = sizeof(raw) == 4;
+  static constexpr int kBCBufBytes = kWideBC ? kFastBCBuf * 4 : kFastChunk * 64;
+  static constexpr int kBC = 0;                                  // 2 x kBCBufBytes
+  static constexpr int kRawBC = kBC + 2 * kBCBufBytes;           // (B/C, 16 states) rows of kPadRow bytes
   static constexpr int kWarp0 = kRawBC + 2 * 16 * kPadRow;       // then kFastWarps per-warp parts:
   static constexpr int kDt = 0;                                  //   (8, kFastPitch) fp32 dt
   static constexpr int kDtu = kDt + 8 * kFastPitch * 4;          //   (8, kFastPitch) fp32 dt*u
@@ -367,7 +373,8 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   const int kseg = blockIdx.z;
   const int ck_begin = kseg * seg.seg_len / T, ck_end = (min(L, (kseg + 1) * seg.seg_len) + T - 1) / T;
 
-  float* sBC = reinterpret_cast<float*>(smem + Lay::kBC);       // 2 x (B (T, 16), pad, C (T, 16), pad) fp32
+  float* sBC = reinterpret_cast<float*>(smem + Lay::kBC);       // 2 chunk buffers of kBCBufBytes (FastLayout)
+  constexpr int kBCBufFloats = Lay::kBCBufBytes / 4;
   raw* sRawBC = reinterpret_cast<raw*>(smem + Lay::kRawBC);     // (2, 16, kPadElems) raw B, C
   char* wsm = smem + Lay::kWarp0 + warp * Lay::kWarpBytes;
   float* sDt = reinterpret_cast<float*>(wsm + Lay::kDt);        // (8, kFastPitch)
@@ -486,11 +493,23 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
 #pragma unroll
     for (int k = 0; k < Lay::kBCRuns; ++k) {
       if (kSummary && bm[k] == 1) continue;
-      float v[E];
-      raw_run_to_float<Io>(sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k], v);
-      float* dst = dst_buf + bm[k] * (kFastBCBuf / 2) + bt[k] * 16 + bn[k];
+      const raw* src = sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k];
+      if constexpr (Lay::kWideBC) {
+        float v[E];
+        raw_run_to_float<Io>(src, v);
+        float* dst = dst_buf + bm[k] * (kFastBCBuf / 2) + bt[k] * 16 + bn[k];
 #pragma unroll
-      for (int i = 0; i < E; ++i) dst[i * 16] = v[i];
+        for (int i = 0; i < E; ++i) dst[i * 16] = v[i];
+      } else {
+        const uint4 a = *reinterpret_cast<const uint4*>(src);
+        const uint32_t w[4] = {a.x, a.y, a.z, a.w};
+        raw* dst = reinterpret_cast<raw*>(dst_buf) + bc16_slot(bm[k], bn[k], bt[k]);
+#pragma unroll
+        for (int i = 0; i < E / 2; ++i) {
+          dst[(2 * i) * 32] = static_cast<raw>(w[i] & 0xffffu);
+          dst[(2 * i + 1) * 32] = static_cast<raw>(w[i] >> 16);
+        }
+      }
     }
   };
 
@@ -523,7 +542,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     }
   }
   cp_async_wait_all();
-  convert_bc(sBC + (ck_begin & 1) * kFastBCBuf);  // chunk ck uses buffer ck & 1
+  convert_bc(sBC + (ck_begin & 1) * kBCBufFloats);  // chunk ck uses buffer ck & 1
   convert_x(ck_begin * T);
   if (ck_begin + 1 < ck_end) {
     issue_bc((ck_begin + 1) * T);
@@ -542,9 +561,10 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
       for (int q = 0; q < 4; ++q) p.checkpoints[(bdl * n_ckpt + t0 / kScanCheckpointChunk) * N + 4 * j + q] = h[q];
     }
 
-    const float* sB = sBC + (ck & 1) * kFastBCBuf;
-    const float4* sB4 = reinterpret_cast<const float4*>(sB) + j;                      // step t: sB4[4 t]
-    const float4* sC4 = reinterpret_cast<const float4*>(sB + kFastBCBuf / 2) + j;     // step t: sC4[4 t]
+    const float* sB = sBC + (ck & 1) * kBCBufFloats;
+    const float4* sB4 = reinterpret_cast<const float4*>(sB) + j;                      // fp32, step t: sB4[4 t]
+    const float4* sC4 = reinterpret_cast<const float4*>(sB + kFastBCBuf / 2) + j;     // fp32, step t: sC4[4 t]
+    const uint4* sBC16 = reinterpret_cast<const uint4*>(sB) + j;                       // 16-bit, step t: sBC16[4 t]
     const float4* dt4 = reinterpret_cast<const float4*>(sDt + cl * kFastPitch);       // steps 4k..4k+3: dt4[k]
     const float4* dtu4 = reinterpret_cast<const float4*>(sDtu + cl * kFastPitch);
     if constexpr (kSummary) {
@@ -556,7 +576,13 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
         unpack4(dtu4[k], dtus);
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
-          const float4 bv = sB4[4 * (4 * k + s)];
+          float4 bv;
+          if constexpr (Lay::kWideBC) {
+            bv = sB4[4 * (4 * k + s)];
+          } else {
+            const uint2 w = *reinterpret_cast<const uint2*>(sBC16 + 4 * (4 * k + s));
+            bv = widen4<Io>(w.x, w.y);
+          }
           state_step4(h, A2, dts[s], dtus[s], bv);
         }
         csum += (dts[0] + dts[1]) + (dts[2] + dts[3]);
@@ -580,8 +606,15 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
           unpack4(dtu4[k], dtus);
 #pragma unroll
           for (int s = 0; s < 4; ++s) {
-            const float4 bv = sB4[4 * (4 * k + s)];
-            const float4 cv = sC4[4 * (4 * k + s)];
+            float4 bv, cv;
+            if constexpr (Lay::kWideBC) {
+              bv = sB4[4 * (4 * k + s)];
+              cv = sC4[4 * (4 * k + s)];
+            } else {
+              const uint4 w = sBC16[4 * (4 * k + s)];
+              bv = widen4<Io>(w.x, w.y);
+              cv = widen4<Io>(w.z, w.w);
+            }
             state_step4(h, A2, dts[s], dtus[s], bv);
             y[4 * h4 + s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
           }
@@ -609,7 +642,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     }
     if (ck + 1 < ck_end) {
       cp_async_wait_all();  // this thread's copies of chunk ck+1, issued one chunk ago
-      convert_bc(sBC + ((ck + 1) & 1) * kFastBCBuf);
+      convert_bc(sBC + ((ck + 1) & 1) * kBCBufFloats);
       convert_x(t0 + T);
       if (ck + 2 < ck_end) {
         issue_bc(t0 + 2 * T);
@@ -718,9 +751,9 @@ void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan&
     fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
     fwd_fast_launch_pass<kType, true>(p, seg, plan.segments - 1, stream);  // summaries of segments 0 .. K-2
   }
-  if (plan.segments == 1) {
+  if constexpr (kType == DType::Float32) {
     const dim3 g = fwd_fast_grid(p, 1);
-    if (static_cast<long>(g.x) * g.y <= fwd_fast_resident_blocks<kType, kFastMinBlocksWide>())
+    if (plan.segments == 1 && static_cast<long>(g.x) * g.y <= fwd_fast_resident_blocks<kType, kFastMinBlocksWide>())
       return fwd_fast_launch_pass<kType, false, kFastMinBlocksWide>(p, seg, 1, stream);
   }
   fwd_fast_launch_pass<kType, false>(p, seg, plan.segments, stream);
