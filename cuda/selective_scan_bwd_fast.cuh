@@ -681,7 +681,8 @@ struct BwdFastPlan {
 // serially, so a pass costs (waves of resident blocks) x (segment length). The summary pass (segments - 1 blocks
 // per tile) does about a quarter of the main pass's work per step; a chained split has no summary pass; each
 // segment adds a carry walk and a launch share (16 steps). Fitted to the H200 sweep of 2026-11-29 (docs/perf.md):
-// with the summary pass it picks K = 1 at S1, 6 at S2 and 16 at S3, the measured best or within 1% of it.
+// with the summary pass it picks K = 1 at S1, 6 at S2 and 16 at S3, the measured best or within 1% of it then; the
+// session-5 sweep (docs/perf.md) has summary K 2 best at S2 and the chained K 3, which the model picks, better still.
 inline double bwd_fast_cost(long base, long resident, long resident_summary, int n_chunks, int segments,
                             bool chained) {
   const int seg_chunks = (n_chunks + segments - 1) / segments;
