@@ -13,9 +13,9 @@
 //   3. per sub-chunk of kBfSub = 8 steps, last to first: recompute its states into registers H (and the pre-gate
 //      output y when z is given), then walk it backwards with the adjoint g_t = C_t*dy_t + a_{t+1}*g_{t+1}:
 //      dA, and per step s1 = sum_n g*B, s2 = sum_n A*g*a*h_{t-1} (du = dt*s1 + D*dy, ddelta = (s2 + u*s1)*
-//      softplus'), dB = g*dt*u and dC = h*dy summed over each warp's 8 channels by a shuffle reduce-scatter,
-//      then over the block's warps through shared memory every kBfRed steps, and added to the accumulators with
-//      one fp32 atomic per (b, state, step) per block.
+//      softplus'), dB = g*dt*u and dC = h*dy summed over each warp's 8 channels by a shuffle reduce-scatter and
+//      added to the accumulators by each warp, kBfRed steps per atomic (one float4 atomic per (b, state, 4 steps)
+//      per warp on sm_90; no barriers or shared memory in the walk).
 // Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~38 instructions (ncu), against ~65
 // for the warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole
 // sums for some steps). The kernel is bound by shared-memory (MIO) traffic (ncu; docs/kernels/selective_scan.md),
@@ -39,12 +39,11 @@ constexpr int kBfThreads = kBfWarps * 32;
 constexpr int kBfChannels = kBfWarps * 8;
 constexpr int kBfChunk = kScanCheckpointChunk;  // one checkpoint interval
 constexpr int kBfSub = 8;                       // steps whose states a lane keeps in registers
-constexpr int kBfRed = 4;                       // steps per dB/dC reduction over channels
+constexpr int kBfRed = 4;                       // steps per dB/dC atomic (a float4 of consecutive steps)
 constexpr int kBfSubs = kBfChunk / kBfSub;
 static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
 static_assert(kBfThreads == 2 * 16 * kBfChunk / kItems, "one B or C run per thread");
 static_assert(kBfThreads == kBfChannels * kBfChunk / kItems, "one channel run per thread");
-static_assert(kBfThreads == kBfRed * 32, "one reduction output (step slot, warp lane value) per thread");
 static_assert(kBfChannels / kBfWarps == 8, "the dB/dC warp reduce-scatter maps 8 values onto 8 channels");
 static_assert(kBfSub % kBfRed == 0, "flushes fall inside a sub-chunk");
 // Row pitches of the per-(step, channel) arrays: the epilogue's lanes read steps 0, 2, 4, 6 apart (j-dependent) in
@@ -60,7 +59,7 @@ inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
 // raw_bytes: the cp.async staging buffers of one chunk in the io dtype (BfRaw<Io>::kBytes).
 inline size_t bwd_fast_smem_bytes(size_t raw_bytes) {
   return sizeof(float) * (2 * kBfChunk * 16) + sizeof(float4) * kBfChunk * kBfEPitch +
-         sizeof(float2) * kBfChunk * kBfFPitch + sizeof(float) * kBfRed * kBfThreads +
+         sizeof(float2) * kBfChunk * kBfFPitch +
          sizeof(float4) * (kBfSubs + 1) * kBfThreads + raw_bytes;
 }
 
@@ -196,9 +195,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   float* sC = sB + kBfChunk * 16;                                     // (kBfChunk, 16)
   float4* sE = reinterpret_cast<float4*>(sC + kBfChunk * 16);         // (kBfChunk, kBfEPitch) dt, dt*u, dy, u
   float2* sF = reinterpret_cast<float2*>(sE + kBfChunk * kBfEPitch);  // (kBfChunk, kBfFPitch) softplus', dz factor
-  // (kBfRed step slots, kBfWarps, 32) each warp's dB/dC sums over its channels (warp_channel_sum8)
-  float* sRed = reinterpret_cast<float*>(sF + kBfChunk * kBfFPitch);
-  float4* sHs = reinterpret_cast<float4*>(sRed + kBfRed * kBfThreads);  // (kBfSubs, kBfThreads) sub-chunk start states
+  float4* sHs = reinterpret_cast<float4*>(sF + kBfChunk * kBfFPitch);  // (kBfSubs, kBfThreads) sub-chunk start states
   float4* sCk = sHs + kBfSubs * kBfThreads;           // (kBfThreads) each lane's checkpoint of the next chunk
   constexpr int RP = BfRaw<Io>::kPitch;
   raw* rawE = reinterpret_cast<raw*>(sCk + kBfThreads);  // (4 arrays u/delta/dout/z, kBfChannels, RP)
@@ -280,18 +277,22 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   }
   float dD_acc = 0.f, ddb_acc = 0.f;  // this lane's steps of channel cl
 
-  // Reduction role (between barriers): step slot r_k = tid / 32 and warp value r_v = tid % 32 (matrix r_v >> 4,
-  // state 4 * (r_v & 3) + ((r_v >> 2) & 3), as warp_channel_sum8 leaves them), summed over the block's warps.
-  const int r_k = tid / 32, r_v = tid % 32;
-  float* const r_acc = (r_v < 16 ? ws.dB_acc : ws.dC_acc) + group_off +
-                       static_cast<size_t>(4 * (r_v & 3) + ((r_v >> 2) & 3)) * L;
-  // Sums the staged steps t0g .. t0g + kBfRed - 1 over the block's channels and adds them to the accumulators.
-  auto flush = [&](int t0g) {
-    float acc = 0.f;
+  // The accumulator row of this lane's value of warp_channel_sum8 (matrix lane >> 4, state 4 * (lane & 3) +
+  // ((lane >> 2) & 3)): the warp's sums over its 8 channels of steps t0g .. t0g + kBfRed - 1, added with one
+  // float4 atomic on sm_90 when the row allows 16-byte access (L % 4 == 0; t0g is a multiple of 4).
+  float* const r_acc = (lane < 16 ? ws.dB_acc : ws.dC_acc) + group_off +
+                       static_cast<size_t>(4 * (lane & 3) + ((lane >> 2) & 3)) * L;
+  const bool vec_acc = L % 4 == 0;
+  auto flush = [&](int t0g, const float (&v)[kBfRed]) {
+#if __CUDA_ARCH__ >= 900
+    if (vec_acc && t0g + kBfRed <= L) {
+      atomicAdd(reinterpret_cast<float4*>(r_acc + t0g), make_float4(v[0], v[1], v[2], v[3]));
+      return;
+    }
+#endif
 #pragma unroll
-    for (int w = 0; w < kBfWarps; ++w) acc += sRed[(r_k * kBfWarps + w) * 32 + r_v];
-    const int tt = t0g + r_k;
-    if (tt < L) atomicAdd(r_acc + tt, acc);
+    for (int k = 0; k < kBfRed; ++k)
+      if (t0g + k < L) atomicAdd(r_acc + t0g + k, v[k]);
   };
 
   const int n_ckpt = num_ckpts(L);
@@ -451,6 +452,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 
       // Reverse walk over the sub-chunk.
       float s1v[kBfSub], s2v[kBfSub];
+      float red[kBfRed];  // this lane's warp sums of steps tb + 4 * (i / 4) + 0 .. 3
 #pragma unroll
       for (int i = kBfSub - 1; i >= 0; --i) {
         const int t = tb + i;
@@ -475,13 +477,11 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
         }
         s1v[i] = s1;
         s2v[i] = s2;
-        const int slot = i % kBfRed;
-        sRed[slot * kBfThreads + tid] = warp_channel_sum8(dBq, dCq, lane);
-        if (slot == 0) {
-          __syncthreads();  // steps t .. t + kBfRed - 1 are staged by every lane
-          flush(t0 + t);
-          __syncthreads();  // the slots are rewritten by the next steps
-        }
+        red[i % kBfRed] = warp_channel_sum8(dBq, dCq, lane);
+        if (i % kBfRed == 0) flush(t0 + t, red);  // steps t .. t + kBfRed - 1
+        // A scheduling fence per step (the barriers of the shared-memory reduction were one): without it the
+        // unrolled walk is interleaved across steps and spills 200-600 bytes.
+        __syncwarp();
       }
       reduce_scatter8(s1v, j);
       reduce_scatter8(s2v, j);
