@@ -18,8 +18,8 @@
 //      per warp on sm_90; no barriers or shared memory in the walk).
 // Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~38 instructions (ncu), against ~65
 // for the warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole
-// sums for some steps). The kernel is bound by shared-memory (MIO) traffic (ncu; docs/kernels/selective_scan.md),
-// which is why the dB/dC sums go through shuffles first.
+// sums for some steps). It was bound by shared-memory (MIO) traffic when the dB/dC sums were staged in shared
+// memory, hence the shuffles; now it is latency-bound at 3 warps per scheduler (ncu; docs/kernels/selective_scan.md).
 #pragma once
 #include <algorithm>
 #include "selective_scan_common.cuh"
