@@ -167,11 +167,16 @@ __device__ __forceinline__ BwdItem bwd_chain_item(const BwdWorkspace& ws, int* s
   return it;
 }
 
+// The flag of segment seg (1 .. K-1) and cell: set once that segment's block has left its adjoint in ws.g_loc.
+__device__ __forceinline__ int* bwd_chain_flag(const BwdWorkspace& ws, int seg, int cell) {
+  return ws.chain + 1 + static_cast<size_t>(seg - 1) * gridDim.x * gridDim.y + cell;
+}
+
 // Waits until the block of segment it.seg + 1 (same cell) has left its adjoint in ws.g_loc (read it with __ldcg:
 // L1 is not coherent across SMs).
 __device__ __forceinline__ void bwd_chain_wait(const BwdWorkspace& ws, const BwdItem& it) {
   if (threadIdx.x == 0) {
-    const volatile int* f = ws.chain + 1 + static_cast<size_t>(it.seg) * gridDim.x * gridDim.y + it.cell;
+    const volatile int* f = bwd_chain_flag(ws, it.seg + 1, it.cell);
     while (*f == 0) __nanosleep(256);
     __threadfence();
   }
@@ -182,7 +187,7 @@ __device__ __forceinline__ void bwd_chain_wait(const BwdWorkspace& ws, const Bwd
 __device__ __forceinline__ void bwd_chain_post(const BwdWorkspace& ws, const BwdItem& it) {
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) atomicExch(ws.chain + 1 + static_cast<size_t>(it.seg - 1) * gridDim.x * gridDim.y + it.cell, 1);
+  if (threadIdx.x == 0) atomicExch(bwd_chain_flag(ws, it.seg, it.cell), 1);
 }
 
 // kChained: a split with the chained hand-off (ws.chain); otherwise unsplit or after the summary pass.
@@ -736,11 +741,15 @@ BwdFastPlan bwd_fast_plan(const SelectiveScanParams& p) {
   return plan;
 }
 
-// Ints of the chained hand-off's counter and flags for `plan` (0 unless chained).
-inline size_t bwd_chain_ints(const SelectiveScanParams& p, const BwdFastPlan& plan) {
-  if (!plan.chained) return 0;
+// Ints of the chained hand-off's counter and flags for `segments` time segments.
+inline size_t bwd_chain_ints(const SelectiveScanParams& p, int segments) {
   const dim3 g = bwd_fast_grid(p);
-  return 1 + static_cast<size_t>(plan.segments - 1) * g.x * g.y;
+  return 1 + static_cast<size_t>(segments - 1) * g.x * g.y;
+}
+
+// The same for `plan` (0 unless chained).
+inline size_t bwd_chain_ints(const SelectiveScanParams& p, const BwdFastPlan& plan) {
+  return plan.chained ? bwd_chain_ints(p, plan.segments) : 0;
 }
 
 // ws: laid out for the plan's segments (bwd_workspace_layout), dB/dC accumulators zeroed.
@@ -748,8 +757,7 @@ template <DType kType>
 void selective_scan_bwd_fast_launch(const SelectiveScanParams& p, const BwdWorkspace& ws, cudaStream_t stream) {
   const dim3 g = bwd_fast_grid(p);
   if (ws.chain != nullptr) {
-    const size_t ints = 1 + static_cast<size_t>(ws.segments - 1) * g.x * g.y;
-    cudaError_t e = cudaMemsetAsync(ws.chain, 0, ints * sizeof(int), stream);
+    cudaError_t e = cudaMemsetAsync(ws.chain, 0, bwd_chain_ints(p, ws.segments) * sizeof(int), stream);
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
   } else if (ws.segments > 1) {
     selective_scan_bwd_summary_kernel<IO<kType>><<<dim3(g.x, g.y, ws.segments - 1), kBfThreads, 0, stream>>>(p, ws);
