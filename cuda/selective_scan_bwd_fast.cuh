@@ -15,7 +15,10 @@
 //      dA, and per step s1 = sum_n g*B, s2 = sum_n A*g*a*h_{t-1} (du = dt*s1 + D*dy, ddelta = (s2 + u*s1)*
 //      softplus'), dB = g*dt*u and dC = h*dy summed over each warp's 8 channels by a shuffle reduce-scatter and
 //      added to the accumulators by each warp, kBfRed steps per atomic (one float4 atomic per (b, state, 4 steps)
-//      per warp on sm_90; no barriers or shared memory in the walk).
+//      per warp on sm_90; no barriers or shared memory in the walk). The walk is software-pipelined (kBfPipe 2):
+//      a step's shared-memory operands are loaded during the step before it, and its dB/dC are reduced during the
+//      step after it, so the reduce-scatter's three dependent shuffle stages overlap another step's exps; lanes
+//      keep their 4 states in a lane-permuted slot order (bf_slot_perm) so that the reduce-scatter needs no selects.
 // Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~38 instructions (ncu), against ~65
 // for the warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole
 // sums for some steps). It was bound by shared-memory (MIO) traffic when the dB/dC sums were staged in shared
@@ -40,6 +43,14 @@ constexpr int kBfChannels = kBfWarps * 8;
 constexpr int kBfChunk = kScanCheckpointChunk;  // one checkpoint interval
 constexpr int kBfSub = 8;                       // steps whose states a lane keeps in registers
 constexpr int kBfRed = 4;                       // steps per dB/dC atomic (a float4 of consecutive steps)
+#ifndef MAMBA_SS_BWD_PIPE
+#define MAMBA_SS_BWD_PIPE 2
+#endif
+#ifndef MAMBA_SS_BWD_FENCE
+#define MAMBA_SS_BWD_FENCE 1
+#endif
+constexpr int kBfPipe = MAMBA_SS_BWD_PIPE;      // 1: reduce each step's dB/dC one step late; 2: also load ahead
+constexpr int kBfFence = MAMBA_SS_BWD_FENCE;    // steps per __syncwarp scheduling fence in the walk (0: none)
 constexpr int kBfSubs = kBfChunk / kBfSub;
 static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
 static_assert(kBfThreads == 2 * 16 * kBfChunk / kItems, "one B or C run per thread");
@@ -51,6 +62,9 @@ static_assert(kBfSub % kBfRed == 0, "flushes fall inside a sub-chunk");
 // (unpadded, 512- and 256-byte rows made those loads 4-way conflicts).
 constexpr int kBfEPitch = kBfChannels + 1;  // float4 per sE row
 constexpr int kBfFPitch = kBfChannels + 2;  // float2 per sF row
+// One of the 4 slot-permuted fp32 copies of a chunk's B (or C), (t, 16) plus 16 floats: copy s starts 4 bank
+// quads after copy s - 1 (mod 8), so the two copies read by a quarter-warp (channels 2k, 2k+1) do not conflict.
+constexpr int kBfBCCopy = kBfChunk * 16 + 16;
 
 inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
   return MAMBA_SS_BWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C && !p.deterministic;
@@ -58,7 +72,7 @@ inline bool bwd_fast_eligible(const SelectiveScanParams& p) {
 
 // raw_bytes: the cp.async staging buffers of one chunk in the io dtype (BfRaw<Io>::kBytes).
 inline size_t bwd_fast_smem_bytes(size_t raw_bytes) {
-  return sizeof(float) * (2 * kBfChunk * 16) + sizeof(float4) * kBfChunk * kBfEPitch +
+  return sizeof(float) * (2 * 4 * kBfBCCopy) + sizeof(float4) * kBfChunk * kBfEPitch +
          sizeof(float2) * kBfChunk * kBfFPitch +
          sizeof(float4) * (kBfSubs + 1) * kBfThreads + raw_bytes;
 }
@@ -90,26 +104,38 @@ __device__ __forceinline__ void reduce_scatter8(float (&v)[kBfSub], int j) {
   }
 }
 
-// Reduce-scatter of a lane's dB and dC (its 4 states) over the 8 channels of its warp (lane bits 2..4, partners
-// xor 16, 8, 4): returns the warp's sum of value e = lane >> 2, i.e. matrix e >> 2 (0: dB, 1: dC), state
-// 4 * (lane & 3) + (e & 3). 7 shuffles per step instead of staging 8 floats per lane in shared memory.
+// State slots of the fast backward: lane (channel cl, quad j) keeps state 4j + (q ^ s) in its slot q, s = cl & 3
+// (lane bits 2-3), and reads B and C from copy s of the staged chunk, whose columns are permuted the same way
+// (kBfBCCopy). Which slots a lane keeps in each stage of warp_channel_sum8 is then the same in every lane, so the
+// reduce-scatter needs no selects on its state stages (ncu, S2 bf16: 17 FSEL per lane-step, 11% of the kernel's
+// instructions, most of them in that sum; 12 fewer per lane-step now). Alone it changed no timing beyond noise (the
+// walk is latency-bound, not issue-bound); with the pipelined walk below the two together gave S2 bf16 -3%.
+__device__ __forceinline__ int bf_slot_perm(int lane) { return (lane >> 2) & 3; }
+
+// out[q] = v[q ^ s]: a float4 in natural state order to (or from, the map is its own inverse) permuted slots.
+__device__ __forceinline__ void perm_slots(const float4 v, int s, float (&out)[4]) {
+  const bool s0 = s & 1, s1 = s & 2;
+  const float x0 = s0 ? v.y : v.x, x1 = s0 ? v.x : v.y, x2 = s0 ? v.w : v.z, x3 = s0 ? v.z : v.w;
+  out[0] = s1 ? x2 : x0;
+  out[1] = s1 ? x3 : x1;
+  out[2] = s1 ? x0 : x2;
+  out[3] = s1 ? x1 : x3;
+}
+
+// Reduce-scatter of a lane's dB and dC (its 4 slots) over the 8 channels of its warp (lane bits 2..4, partners
+// xor 4, 8, 16): returns the warp's sum of matrix lane >> 4 (0: dB, 1: dC), state 4 * (lane & 3) + s. With the
+// permuted slots, the xor-4 partner's slot 2k+1 and this lane's slot 2k hold the same state, and after that stage
+// the xor-8 partner's second value and this lane's first; only the last stage (which matrix to keep) selects.
+// 7 shuffles and 2 selects per step.
 __device__ __forceinline__ float warp_channel_sum8(const float (&dB)[4], const float (&dC)[4], int lane) {
-  float v[4];
+  const float b0 = dB[0] + __shfl_xor_sync(0xffffffffu, dB[1], 4);
+  const float b1 = dB[2] + __shfl_xor_sync(0xffffffffu, dB[3], 4);
+  const float c0 = dC[0] + __shfl_xor_sync(0xffffffffu, dC[1], 4);
+  const float c1 = dC[2] + __shfl_xor_sync(0xffffffffu, dC[3], 4);
+  const float b = b0 + __shfl_xor_sync(0xffffffffu, b1, 8);
+  const float c = c0 + __shfl_xor_sync(0xffffffffu, c1, 8);
   const bool hi = lane & 16;
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const float keep = hi ? dC[k] : dB[k], send = hi ? dB[k] : dC[k];
-    v[k] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
-  }
-  const bool mid = lane & 8;
-#pragma unroll
-  for (int k = 0; k < 2; ++k) {
-    const float keep = mid ? v[k + 2] : v[k], send = mid ? v[k] : v[k + 2];
-    v[k] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
-  }
-  const bool lo = lane & 4;
-  const float keep = lo ? v[1] : v[0], send = lo ? v[0] : v[1];
-  return keep + __shfl_xor_sync(0xffffffffu, send, 4);
+  return (hi ? c : b) + __shfl_xor_sync(0xffffffffu, hi ? b : c, 16);
 }
 
 // row[t + i] = v[i] for i < 2 and t + i < L (t even).
@@ -196,23 +222,25 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
                                                                                  const BwdWorkspace ws) {
   using raw = typename Io::raw;
   extern __shared__ float4 smem_f4[];
-  float* sB = reinterpret_cast<float*>(smem_f4);                      // (kBfChunk, 16)
-  float* sC = sB + kBfChunk * 16;                                     // (kBfChunk, 16)
-  float4* sE = reinterpret_cast<float4*>(sC + kBfChunk * 16);         // (kBfChunk, kBfEPitch) dt, dt*u, dy, u
+  float* sB = reinterpret_cast<float*>(smem_f4);                      // 4 copies of (kBfChunk, 16), kBfBCCopy apart
+  float* sC = sB + 4 * kBfBCCopy;                                     // 4 copies of (kBfChunk, 16)
+  float4* sE = reinterpret_cast<float4*>(sC + 4 * kBfBCCopy);         // (kBfChunk, kBfEPitch) dt, dt*u, dy, u
   float2* sF = reinterpret_cast<float2*>(sE + kBfChunk * kBfEPitch);  // (kBfChunk, kBfFPitch) softplus', dz factor
   float4* sHs = reinterpret_cast<float4*>(sF + kBfChunk * kBfFPitch);  // (kBfSubs, kBfThreads) sub-chunk start states
   float4* sCk = sHs + kBfSubs * kBfThreads;           // (kBfThreads) each lane's checkpoint of the next chunk
   constexpr int RP = BfRaw<Io>::kPitch;
   raw* rawE = reinterpret_cast<raw*>(sCk + kBfThreads);  // (4 arrays u/delta/dout/z, kBfChannels, RP)
   raw* rawBC = rawE + 4 * kBfChannels * RP;              // (2 matrices, 16, RP)
-  const float4* sB4 = reinterpret_cast<const float4*>(sB);
-  const float4* sC4 = reinterpret_cast<const float4*>(sC);
 
   constexpr int N = 16;
   const int L = p.seqlen;
   const int gs = p.dim / p.n_groups;
   const int tiles = (gs + kBfChannels - 1) / kBfChannels;
   const int tid = threadIdx.x, lane = tid % 32;
+  // This lane's copies of B and C (slot order, bf_slot_perm): step t's 4 values at [t * 4 + j].
+  const int sp = bf_slot_perm(lane);
+  const float4* sB4 = reinterpret_cast<const float4*>(sB + sp * kBfBCCopy);
+  const float4* sC4 = reinterpret_cast<const float4*>(sC + sp * kBfBCCopy);
   // The block's (tile, batch row, time segment): its block index, or with the chained hand-off (ws.chain) the next
   // work item in grab order, segments last to first, so that the segment after each item was taken by a block that
   // started before it (bwd_chain_item).
@@ -256,10 +284,10 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   float An[4], A2[4], gin[4], dA[4];
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    An[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + q] : 0.f;
+    An[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + (q ^ sp)] : 0.f;
     A2[q] = An[q] * kLog2e;
     // The adjoint entering h_{L-1} from the right: the gradient of last_state, if any.
-    gin[q] = (l_active && p.dlast_state != nullptr) ? p.dlast_state[bdl * N + 4 * j + q] : 0.f;
+    gin[q] = (l_active && p.dlast_state != nullptr) ? p.dlast_state[bdl * N + 4 * j + (q ^ sp)] : 0.f;
     dA[q] = 0.f;
   }
   // Split, chained: the adjoint entering this segment from the right is the one the block of the next segment
@@ -268,7 +296,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
     bwd_chain_wait(ws, item);
     if (l_active) {
       const float4 v = __ldcg(reinterpret_cast<const float4*>(ws.g_loc + (static_cast<size_t>(kseg) * p.batch * p.dim + bdl) * N) + j);
-      gin[0] = v.x, gin[1] = v.y, gin[2] = v.z, gin[3] = v.w;
+      perm_slots(v, sp, gin);
     }
   }
   // Split with a summary pass: the adjoint entering this segment from the right, formed from the summaries of the
@@ -277,7 +305,9 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll 4
     for (int s = ws.segments - 1; s > kseg; --s) {
       const size_t o = static_cast<size_t>(s - 1) * p.batch * p.dim + bdl;
-      carry_segment(gin, A2, ws.sdt[o], *reinterpret_cast<const float4*>(ws.g_loc + o * N + 4 * j));
+      float loc[4];
+      perm_slots(*reinterpret_cast<const float4*>(ws.g_loc + o * N + 4 * j), sp, loc);
+      carry_segment(gin, A2, ws.sdt[o], make_float4(loc[0], loc[1], loc[2], loc[3]));
     }
   }
   float dD_acc = 0.f, ddb_acc = 0.f;  // this lane's steps of channel cl
@@ -360,7 +390,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
         for (int k = 0; k < 4; ++k)
           if (k < 3 || p.has_z) load_items<Io>(rawE + (k * kBfChannels + cs) * RP + c_off, 0, kItems, true, in[k]);
         const float4 ck = sCk[tid];
-        h_ck[0] = ck.x, h_ck[1] = ck.y, h_ck[2] = ck.z, h_ck[3] = ck.w;
+        perm_slots(ck, sp, h_ck);
       } else {
         load_items<Io>(s_bc, t0 + soff, L, vec_bc, v);
         if (s_active) {
@@ -370,10 +400,12 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
           if (p.has_z) load_items<Io>(in_rows[3], t0 + c_off, L, vec_z, in[3]);
         }
 #pragma unroll
-        for (int q = 0; q < 4; ++q) h_ck[q] = l_active ? p.checkpoints[(bdl * n_ckpt + c) * N + 4 * j + q] : 0.f;
+        for (int q = 0; q < 4; ++q) h_ck[q] = l_active ? p.checkpoints[(bdl * n_ckpt + c) * N + 4 * j + (q ^ sp)] : 0.f;
       }
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) s_dst[(soff + i) * N + sn] = v[i];
+      for (int i = 0; i < kItems; ++i)
+#pragma unroll
+        for (int cp = 0; cp < 4; ++cp) s_dst[cp * kBfBCCopy + (soff + i) * N + (sn ^ cp)] = v[i];
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         const int t = c_off + i;
@@ -458,12 +490,21 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       // Reverse walk over the sub-chunk.
       float s1v[kBfSub], s2v[kBfSub];
       float red[kBfRed];  // this lane's warp sums of steps tb + 4 * (i / 4) + 0 .. 3
+      float pB[4], pC[4];  // kBfPipe: dB, dC of the step after the current one, not yet reduced
+      // kBfPipe 2: each step's shared-memory operands are loaded during the step before it (in walk order).
+      float4 n_e = sE[(tb + kBfSub - 1) * kBfEPitch + cl], n_b = sB4[(tb + kBfSub - 1) * 4 + j],
+             n_c = sC4[(tb + kBfSub - 1) * 4 + j];
 #pragma unroll
       for (int i = kBfSub - 1; i >= 0; --i) {
         const int t = tb + i;
-        const float4 e = sE[t * kBfEPitch + cl];
-        const float4 bv4 = sB4[t * 4 + j];
-        const float4 cv4 = sC4[t * 4 + j];
+        const float4 e = kBfPipe == 2 ? n_e : sE[t * kBfEPitch + cl];
+        const float4 bv4 = kBfPipe == 2 ? n_b : sB4[t * 4 + j];
+        const float4 cv4 = kBfPipe == 2 ? n_c : sC4[t * 4 + j];
+        if (kBfPipe == 2 && i > 0) {
+          n_e = sE[(t - 1) * kBfEPitch + cl];
+          n_b = sB4[(t - 1) * 4 + j];
+          n_c = sC4[(t - 1) * 4 + j];
+        }
         const float bv[4] = {bv4.x, bv4.y, bv4.z, bv4.w};
         const float cv[4] = {cv4.x, cv4.y, cv4.z, cv4.w};
         float s1 = 0.f, s2 = 0.f, dBq[4], dCq[4];
@@ -482,11 +523,25 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
         }
         s1v[i] = s1;
         s2v[i] = s2;
-        red[i % kBfRed] = warp_channel_sum8(dBq, dCq, lane);
-        if (i % kBfRed == 0) flush(t0 + t, red);  // steps t .. t + kBfRed - 1
-        // A scheduling fence per step (the barriers of the shared-memory reduction were one): without it the
-        // unrolled walk is interleaved across steps and spills 200-600 bytes.
-        __syncwarp();
+        if constexpr (kBfPipe) {
+          // The step after this one is reduced now, so its shuffles overlap this step's exps and products.
+          if (i + 1 < kBfSub) {
+            red[(i + 1) % kBfRed] = warp_channel_sum8(pB, pC, lane);
+            if ((i + 1) % kBfRed == 0) flush(t0 + t + 1, red);
+          }
+#pragma unroll
+          for (int q = 0; q < 4; ++q) pB[q] = dBq[q], pC[q] = dCq[q];
+        } else {
+          red[i % kBfRed] = warp_channel_sum8(dBq, dCq, lane);
+          if (i % kBfRed == 0) flush(t0 + t, red);  // steps t .. t + kBfRed - 1
+        }
+        // A scheduling fence (the barriers of the shared-memory reduction were one): without any the unrolled
+        // walk is interleaved across steps and spills 200-600 bytes.
+        if (kBfFence > 0 && i % kBfFence == 0) __syncwarp();
+      }
+      if constexpr (kBfPipe) {
+        red[0] = warp_channel_sum8(pB, pC, lane);
+        flush(t0 + tb, red);
       }
       reduce_scatter8(s1v, j);
       reduce_scatter8(s2v, j);
@@ -519,9 +574,12 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   const BwdItem it = bwd_chain_item<kChained>(ws, s_item, false);
   if constexpr (kChained) {
     if (it.seg > 0) {
-      if (l_active)
+      if (l_active) {
+        float g[4];
+        perm_slots(make_float4(gin[0], gin[1], gin[2], gin[3]), sp, g);
         *(reinterpret_cast<float4*>(ws.g_loc + (static_cast<size_t>(it.seg - 1) * p.batch * p.dim + bdl) * N) + j) =
-            make_float4(gin[0], gin[1], gin[2], gin[3]);
+            make_float4(g[0], g[1], g[2], g[3]);
+      }
       bwd_chain_post(ws, it);
     }
   }
@@ -531,8 +589,8 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   const size_t part = static_cast<size_t>(it.seg) * p.batch * p.dim + bdl;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    ws.dA_part[part * N + 4 * j + q] = dA[q];
-    if (p.dinitial_state != nullptr && it.seg == 0) p.dinitial_state[bdl * N + 4 * j + q] = gin[q];
+    ws.dA_part[part * N + 4 * j + (q ^ sp)] = dA[q];
+    if (p.dinitial_state != nullptr && it.seg == 0) p.dinitial_state[bdl * N + 4 * j + (q ^ sp)] = gin[q];
   }
   if (j == 0) {
     ws.dD_part[part] = dD_acc;
