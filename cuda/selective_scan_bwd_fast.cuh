@@ -44,12 +44,13 @@ constexpr int kBfChunk = kScanCheckpointChunk;  // one checkpoint interval
 constexpr int kBfSub = 8;                       // steps whose states a lane keeps in registers
 constexpr int kBfRed = 4;                       // steps per dB/dC atomic (a float4 of consecutive steps)
 #ifndef MAMBA_SS_BWD_PIPE
-#define MAMBA_SS_BWD_PIPE 2
+#define MAMBA_SS_BWD_PIPE 3
 #endif
 #ifndef MAMBA_SS_BWD_FENCE
 #define MAMBA_SS_BWD_FENCE 1
 #endif
-constexpr int kBfPipe = MAMBA_SS_BWD_PIPE;      // 1: reduce each step's dB/dC one step late; 2: also load ahead
+constexpr int kBfPipe = MAMBA_SS_BWD_PIPE;      // 1: reduce each step's dB/dC one step late; 2: also load ahead;
+                                                // 3: also the decays a step ahead
 constexpr int kBfFence = MAMBA_SS_BWD_FENCE;    // steps per __syncwarp scheduling fence in the walk (0: none)
 constexpr int kBfSubs = kBfChunk / kBfSub;
 static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
@@ -494,16 +495,27 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       // kBfPipe 2: each step's shared-memory operands are loaded during the step before it (in walk order).
       float4 n_e = sE[(tb + kBfSub - 1) * kBfEPitch + cl], n_b = sB4[(tb + kBfSub - 1) * 4 + j],
              n_c = sC4[(tb + kBfSub - 1) * 4 + j];
+      // kBfPipe 3: each step's decays are computed during the step before it as well.
+      float n_a[4];
+      if constexpr (kBfPipe >= 3)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) n_a[q] = fast_exp2(n_e.x * A2[q]);
 #pragma unroll
       for (int i = kBfSub - 1; i >= 0; --i) {
         const int t = tb + i;
-        const float4 e = kBfPipe == 2 ? n_e : sE[t * kBfEPitch + cl];
-        const float4 bv4 = kBfPipe == 2 ? n_b : sB4[t * 4 + j];
-        const float4 cv4 = kBfPipe == 2 ? n_c : sC4[t * 4 + j];
-        if (kBfPipe == 2 && i > 0) {
+        const float4 e = kBfPipe >= 2 ? n_e : sE[t * kBfEPitch + cl];
+        const float4 bv4 = kBfPipe >= 2 ? n_b : sB4[t * 4 + j];
+        const float4 cv4 = kBfPipe >= 2 ? n_c : sC4[t * 4 + j];
+        float a_t[4];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) a_t[q] = kBfPipe >= 3 ? n_a[q] : fast_exp2(e.x * A2[q]);
+        if (kBfPipe >= 2 && i > 0) {
           n_e = sE[(t - 1) * kBfEPitch + cl];
           n_b = sB4[(t - 1) * 4 + j];
           n_c = sC4[(t - 1) * 4 + j];
+          if constexpr (kBfPipe >= 3)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) n_a[q] = fast_exp2(n_e.x * A2[q]);
         }
         const float bv[4] = {bv4.x, bv4.y, bv4.z, bv4.w};
         const float cv[4] = {cv4.x, cv4.y, cv4.z, cv4.w};
@@ -511,7 +523,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           const float hprev = i == 0 ? hstart[q] : H[i - 1][q];
-          const float a = fast_exp2(e.x * A2[q]);
+          const float a = a_t[q];
           const float gq = fmaf(cv[q], e.z, gin[q]);  // g_t = C_t*dy_t + a_{t+1}*g_{t+1}
           const float qv = gq * (a * hprev);
           dA[q] = fmaf(e.x, qv, dA[q]);
