@@ -15,10 +15,11 @@
 //      dA, and per step s1 = sum_n g*B, s2 = sum_n A*g*a*h_{t-1} (du = dt*s1 + D*dy, ddelta = (s2 + u*s1)*
 //      softplus'), dB = g*dt*u and dC = h*dy summed over each warp's 8 channels by a shuffle reduce-scatter and
 //      added to the accumulators by each warp, kBfRed steps per atomic (one float4 atomic per (b, state, 4 steps)
-//      per warp on sm_90; no barriers or shared memory in the walk). The walk is software-pipelined (kBfPipe 2):
-//      a step's shared-memory operands are loaded during the step before it, and its dB/dC are reduced during the
-//      step after it, so the reduce-scatter's three dependent shuffle stages overlap another step's exps; lanes
-//      keep their 4 states in a lane-permuted slot order (bf_slot_perm) so that the reduce-scatter needs no selects.
+//      per warp on sm_90; no barriers or shared memory in the walk). The walk is software-pipelined (kBfPipe 3):
+//      a step's shared-memory operands are loaded and its decays computed during the step before it, and its
+//      dB/dC are reduced during the step after it, so the reduce-scatter's three dependent shuffle stages overlap
+//      another step's exps; lanes keep their 4 states in a lane-permuted slot order (bf_slot_perm) so that the
+//      reduce-scatter needs no selects.
 // Per element-state: 2.75 exps (prepass 0.75, recompute 1, reverse 1) and ~38 instructions (ncu), against ~65
 // for the warp-chunk kernel. Sums over the 4 lanes of a channel are reduce-scatters (each lane ends with whole
 // sums for some steps). It was bound by shared-memory (MIO) traffic when the dB/dC sums were staged in shared
