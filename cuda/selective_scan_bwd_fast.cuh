@@ -53,6 +53,13 @@ constexpr int kBfRed = 4;                       // steps per dB/dC atomic (a flo
 constexpr int kBfPipe = MAMBA_SS_BWD_PIPE;      // 1: reduce each step's dB/dC one step late; 2: also load ahead;
                                                 // 3: also the decays a step ahead
 constexpr int kBfFence = MAMBA_SS_BWD_FENCE;    // steps per __syncwarp scheduling fence in the walk (0: none)
+// Sub-chunks unrolled together (1: none). Unrolling lets the compiler overlap a sub-chunk's s1/s2 reduce-scatters
+// and epilogue with the next one's recompute; not yet timed on the GPU (2: ptxas 88/140 bytes spilled, plain bf16,
+// against 76/116).
+#ifndef MAMBA_SS_BWD_SUB_UNROLL
+#define MAMBA_SS_BWD_SUB_UNROLL 1
+#endif
+constexpr int kBfSubUnroll = MAMBA_SS_BWD_SUB_UNROLL;
 constexpr int kBfSubs = kBfChunk / kBfSub;
 static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
 static_assert(kBfThreads == 2 * 16 * kBfChunk / kItems, "one B or C run per thread");
@@ -456,7 +463,7 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       }
     }
 
-#pragma unroll 1
+#pragma unroll(kBfSubUnroll)
     for (int s = kBfSubs - 1; s >= 0; --s) {
       const int tb = s * kBfSub;  // first step of the sub-chunk within the chunk
       const float4 hs = sHs[s * kBfThreads + tid];
