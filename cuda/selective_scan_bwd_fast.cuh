@@ -499,11 +499,11 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       // Reverse walk over the sub-chunk.
       float s1v[kBfSub], s2v[kBfSub];
       float red[kBfRed];  // this lane's warp sums of steps tb + 4 * (i / 4) + 0 .. 3
-      float pB[4], pC[4];  // kBfPipe: dB, dC of the step after the current one, not yet reduced
-      // kBfPipe 2: each step's shared-memory operands are loaded during the step before it (in walk order).
+      float pB[4], pC[4];  // kBfPipe >= 1: dB, dC of the step after the current one, not yet reduced
+      // kBfPipe >= 2: each step's shared-memory operands are loaded during the step before it (in walk order).
       float4 n_e = sE[(tb + kBfSub - 1) * kBfEPitch + cl], n_b = sB4[(tb + kBfSub - 1) * 4 + j],
              n_c = sC4[(tb + kBfSub - 1) * 4 + j];
-      // kBfPipe 3: each step's decays are computed during the step before it as well.
+      // kBfPipe >= 3: each step's decays are computed during the step before it as well.
       float n_a[4];
       if constexpr (kBfPipe >= 3)
 #pragma unroll
