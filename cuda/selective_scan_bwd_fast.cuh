@@ -15,7 +15,7 @@
 //      dA, and per step s1 = sum_n g*B, s2 = sum_n A*g*a*h_{t-1} (du = dt*s1 + D*dy, ddelta = (s2 + u*s1)*
 //      softplus'), dB = g*dt*u and dC = h*dy summed over each warp's 8 channels by a shuffle reduce-scatter and
 //      added to the accumulators by each warp, kBfRed steps per atomic (one float4 atomic per (b, state, 4 steps)
-//      per warp on sm_90; no barriers or shared memory in the walk). The walk is software-pipelined (kBfPipe 3):
+//      per warp on sm_90; no barriers or shared memory in the walk). The walk is software-pipelined (kBfPipe):
 //      a step's shared-memory operands are loaded and its decays computed during the step before it, and its
 //      dB/dC are reduced during the step after it, so the reduce-scatter's three dependent shuffle stages overlap
 //      another step's exps; lanes keep their 4 states in a lane-permuted slot order (bf_slot_perm) so that the
@@ -45,13 +45,13 @@ constexpr int kBfChunk = kScanCheckpointChunk;  // one checkpoint interval
 constexpr int kBfSub = 8;                       // steps whose states a lane keeps in registers
 constexpr int kBfRed = 4;                       // steps per dB/dC atomic (a float4 of consecutive steps)
 #ifndef MAMBA_SS_BWD_PIPE
-#define MAMBA_SS_BWD_PIPE 3
+#define MAMBA_SS_BWD_PIPE 1
 #endif
 #ifndef MAMBA_SS_BWD_FENCE
 #define MAMBA_SS_BWD_FENCE 1
 #endif
-constexpr int kBfPipe = MAMBA_SS_BWD_PIPE;      // 1: reduce each step's dB/dC one step late; 2: also load ahead;
-                                                // 3: also the decays a step ahead
+// Walk pipelining (1) or none (0: each step loads, exps and reduces its own dB/dC, for comparisons).
+constexpr bool kBfPipe = MAMBA_SS_BWD_PIPE;
 constexpr int kBfFence = MAMBA_SS_BWD_FENCE;    // steps per __syncwarp scheduling fence in the walk (0: none)
 // Sub-chunks unrolled together (1: none). Unrolling lets the compiler overlap a sub-chunk's s1/s2 reduce-scatters
 // and epilogue with the next one's recompute; not yet timed on the GPU (2: ptxas 88/140 bytes spilled, plain bf16,
@@ -499,31 +499,29 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       // Reverse walk over the sub-chunk.
       float s1v[kBfSub], s2v[kBfSub];
       float red[kBfRed];  // this lane's warp sums of steps tb + 4 * (i / 4) + 0 .. 3
-      float pB[4], pC[4];  // kBfPipe >= 1: dB, dC of the step after the current one, not yet reduced
-      // kBfPipe >= 2: each step's shared-memory operands are loaded during the step before it (in walk order).
+      float pB[4], pC[4];  // kBfPipe: dB, dC of the step after the current one, not yet reduced
+      // kBfPipe: each step's shared-memory operands are loaded, and its decays computed, during the step before it.
       float4 n_e = sE[(tb + kBfSub - 1) * kBfEPitch + cl], n_b = sB4[(tb + kBfSub - 1) * 4 + j],
              n_c = sC4[(tb + kBfSub - 1) * 4 + j];
-      // kBfPipe >= 3: each step's decays are computed during the step before it as well.
       float n_a[4];
-      if constexpr (kBfPipe >= 3)
+      if constexpr (kBfPipe)
 #pragma unroll
         for (int q = 0; q < 4; ++q) n_a[q] = fast_exp2(n_e.x * A2[q]);
 #pragma unroll
       for (int i = kBfSub - 1; i >= 0; --i) {
         const int t = tb + i;
-        const float4 e = kBfPipe >= 2 ? n_e : sE[t * kBfEPitch + cl];
-        const float4 bv4 = kBfPipe >= 2 ? n_b : sB4[t * 4 + j];
-        const float4 cv4 = kBfPipe >= 2 ? n_c : sC4[t * 4 + j];
+        const float4 e = kBfPipe ? n_e : sE[t * kBfEPitch + cl];
+        const float4 bv4 = kBfPipe ? n_b : sB4[t * 4 + j];
+        const float4 cv4 = kBfPipe ? n_c : sC4[t * 4 + j];
         float a_t[4];
 #pragma unroll
-        for (int q = 0; q < 4; ++q) a_t[q] = kBfPipe >= 3 ? n_a[q] : fast_exp2(e.x * A2[q]);
-        if (kBfPipe >= 2 && i > 0) {
+        for (int q = 0; q < 4; ++q) a_t[q] = kBfPipe ? n_a[q] : fast_exp2(e.x * A2[q]);
+        if (kBfPipe && i > 0) {
           n_e = sE[(t - 1) * kBfEPitch + cl];
           n_b = sB4[(t - 1) * 4 + j];
           n_c = sC4[(t - 1) * 4 + j];
-          if constexpr (kBfPipe >= 3)
 #pragma unroll
-            for (int q = 0; q < 4; ++q) n_a[q] = fast_exp2(n_e.x * A2[q]);
+          for (int q = 0; q < 4; ++q) n_a[q] = fast_exp2(n_e.x * A2[q]);
         }
         const float bv[4] = {bv4.x, bv4.y, bv4.z, bv4.w};
         const float cv[4] = {cv4.x, cv4.y, cv4.z, cv4.w};
