@@ -14,6 +14,9 @@ void selective_scan_fwd_bf16(const SelectiveScanParams& p, void* workspace, cuda
 size_t selective_scan_fwd_workspace_fp32(const SelectiveScanParams& p);
 size_t selective_scan_fwd_workspace_fp16(const SelectiveScanParams& p);
 size_t selective_scan_fwd_workspace_bf16(const SelectiveScanParams& p);
+const char* selective_scan_fwd_plan_fp32(const SelectiveScanParams& p);
+const char* selective_scan_fwd_plan_fp16(const SelectiveScanParams& p);
+const char* selective_scan_fwd_plan_bf16(const SelectiveScanParams& p);
 size_t selective_scan_bwd_workspace_fp32(const SelectiveScanParams& p);
 size_t selective_scan_bwd_workspace_fp16(const SelectiveScanParams& p);
 size_t selective_scan_bwd_workspace_bf16(const SelectiveScanParams& p);
@@ -41,6 +44,16 @@ size_t selective_scan_fwd_workspace_bytes(const SelectiveScanParams& p) {
     case DType::Float16: return selective_scan_fwd_workspace_fp16(p);
     case DType::BFloat16: return selective_scan_fwd_workspace_bf16(p);
     default: throw std::runtime_error("selective_scan_fwd_workspace_bytes: unsupported dtype");
+  }
+}
+
+const char* selective_scan_fwd_plan(const SelectiveScanParams& p) {
+  check_shape(p, "selective_scan_fwd_plan");
+  switch (p.dtype) {
+    case DType::Float32: return selective_scan_fwd_plan_fp32(p);
+    case DType::Float16: return selective_scan_fwd_plan_fp16(p);
+    case DType::BFloat16: return selective_scan_fwd_plan_bf16(p);
+    default: throw std::runtime_error("selective_scan_fwd_plan: unsupported dtype");
   }
 }
 

@@ -8,4 +8,7 @@ void selective_scan_fwd_bf16(const SelectiveScanParams& p, void* workspace, cuda
 size_t selective_scan_fwd_workspace_bf16(const SelectiveScanParams& p) {
   return ss::selective_scan_fwd_workspace<DType::BFloat16>(p);
 }
+const char* selective_scan_fwd_plan_bf16(const SelectiveScanParams& p) {
+  return ss::selective_scan_fwd_plan_name<DType::BFloat16>(p);
+}
 }  // namespace mamba

@@ -8,4 +8,7 @@ void selective_scan_fwd_fp32(const SelectiveScanParams& p, void* workspace, cuda
 size_t selective_scan_fwd_workspace_fp32(const SelectiveScanParams& p) {
   return ss::selective_scan_fwd_workspace<DType::Float32>(p);
 }
+const char* selective_scan_fwd_plan_fp32(const SelectiveScanParams& p) {
+  return ss::selective_scan_fwd_plan_name<DType::Float32>(p);
+}
 }  // namespace mamba

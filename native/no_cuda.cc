@@ -41,6 +41,7 @@ void cast_cuda(const void*, DType, void*, DType, int64_t) { no_cuda_error("cast"
 }  // namespace cuda
 
 size_t selective_scan_fwd_workspace_bytes(const SelectiveScanParams&) { return 0; }
+const char* selective_scan_fwd_plan(const SelectiveScanParams&) { return "none"; }
 void selective_scan_fwd_cuda(const SelectiveScanParams&, void*, void*) { cuda::no_cuda_error("selectiveScan"); }
 size_t selective_scan_bwd_workspace_bytes(const SelectiveScanParams&) { return 0; }
 void selective_scan_bwd_cuda(const SelectiveScanParams&, void*, void*) { cuda::no_cuda_error("selectiveScanBackward"); }

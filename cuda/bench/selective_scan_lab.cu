@@ -42,7 +42,7 @@ struct Case {
   bool has_D = true, has_z = true, has_bias = true, softplus = true;
   bool var_B = true, var_C = true, init_state = false, dlast = false, deterministic = false;
   int segments = 0;            // p.scan_segments: 0 automatic, k > 0 forces the fast forward split into ~k segments
-  bool expect_split = false;   // fail unless the forward splits L (it needs a workspace)
+  bool expect_split = false;   // fail unless the automatic forward is time-parallel (time-lanes, or time-split)
   int chain = 0;               // p.scan_bwd_chain: 0 automatic, 1 summary pass, 2 chained hand-off
 };
 
@@ -450,9 +450,14 @@ bool run_case(const Case& c, uint64_t seed) {
   const Tol tbc = {std::max(tw.rtol, t.rtol), std::max(tw.atol, t.atol)};
   std::string note;
   bool ok = true;
-  if (c.expect_split && selective_scan_fwd_workspace_bytes(p) == 0) {
+  const std::string plan = selective_scan_fwd_plan(p);
+  if (c.expect_split && plan != "time-lanes" && plan != "time-split") {
     ok = false;
-    note += " forward did not split L;";
+    note += " forward is not time-parallel (" + plan + ");";
+  }
+  if (c.segments > 1 && plan != "time-split") {
+    ok = false;
+    note += " forced segments did not split L (" + plan + ");";
   }
   ok &= check("out", from_bits(c.dtype, dv.out.download()), ref.out, t, note);
   ok &= check("last_state", dv.last.download_f32(), ref.last, t32, note);
@@ -706,7 +711,7 @@ int run_checks(bool small) {
     c.groups = 2;
     for (int k : small ? std::vector<int>{256} : std::vector<int>{256, 500}) (run_segment_case(c, k, seed++) ? passed : failed)++;
     if (!small) {
-      // Both parts and the whole take the time-split forward.
+      // Both parts and the whole take the time-parallel forward (time-lanes; time-split with MAMBA_SS_FWD_LANES=0).
       Case cs;
       cs.dtype = dt;
       cs.batch = 1;
@@ -791,7 +796,7 @@ void run_bench(const char* only) {
       const SelectiveScanParams& p = bs.p;
       Device& dv = bs.dv;
       printf("%-4s %-8s forward workspace %zu bytes (%s)\n", s.name, dtype_name(dt), dv.fws.bytes,
-             dv.fws.bytes ? "time-split" : "unsplit");
+             selective_scan_fwd_plan(p));
       const double es = dtype_size(dt);
       const double bdl = static_cast<double>(s.batch) * s.dim * s.L, bgnl = static_cast<double>(s.batch) * 16 * s.L;
       const double fwd_bytes = es * (4 * bdl + 2 * bgnl);                // u, delta, z, B, C in; out
