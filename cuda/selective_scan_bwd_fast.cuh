@@ -53,13 +53,6 @@ constexpr int kBfRed = 4;                       // steps per dB/dC atomic (a flo
 // Walk pipelining (1) or none (0: each step loads, exps and reduces its own dB/dC, for comparisons).
 constexpr bool kBfPipe = MAMBA_SS_BWD_PIPE;
 constexpr int kBfFence = MAMBA_SS_BWD_FENCE;    // steps per __syncwarp scheduling fence in the walk (0: none)
-// Sub-chunks unrolled together (1: none). Unrolling lets the compiler overlap a sub-chunk's s1/s2 reduce-scatters
-// and epilogue with the next one's recompute; not yet timed on the GPU (2: ptxas 88/140 bytes spilled, plain bf16,
-// against 76/116).
-#ifndef MAMBA_SS_BWD_SUB_UNROLL
-#define MAMBA_SS_BWD_SUB_UNROLL 1
-#endif
-constexpr int kBfSubUnroll = MAMBA_SS_BWD_SUB_UNROLL;
 constexpr int kBfSubs = kBfChunk / kBfSub;
 static_assert(kBfChunk == 32 && kBfSubs == 4, "staging maps 128 threads onto 32 steps; prepass keeps 3 states");
 static_assert(kBfThreads == 2 * 16 * kBfChunk / kItems, "one B or C run per thread");
@@ -463,7 +456,9 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       }
     }
 
-#pragma unroll(kBfSubUnroll)
+    // Not unrolled: two sub-chunks unrolled together (overlapping one's reduce-scatters and epilogue with the next
+    // one's recompute) spilled more and measured 1-2% slower (H200, docs/perf.md, seventh session).
+#pragma unroll 1
     for (int s = kBfSubs - 1; s >= 0; --s) {
       const int tb = s * kBfSub;  // first step of the sub-chunk within the chunk
       const float4 hs = sHs[s * kBfThreads + tid];

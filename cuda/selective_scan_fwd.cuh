@@ -303,9 +303,8 @@ inline size_t fwd_workspace_layout(const SelectiveScanParams& p, int count, char
   return h_bytes + s_bytes;
 }
 
-// Which forward kernel runs and how L is split. fast = false and lanes = false: the general warp-chunk kernel.
+// Which forward kernel runs and how L is split. fast = false: the general warp-chunk kernel.
 struct FwdPlan {
-  bool lanes = false;  // the time-lane kernel (selective_scan_fwd_lanes.cuh); never splits L
   bool fast = false;
   int segments = 1;
   int seg_len = 0;
@@ -663,14 +662,6 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   }
 }
 
-}  // namespace ss
-}  // namespace mamba
-
-#include "selective_scan_fwd_lanes.cuh"
-
-namespace mamba {
-namespace ss {
-
 // Blocks of the fast forward: one per (group, tile of kFastChannels channels, batch row, time segment).
 inline dim3 fwd_fast_grid(const SelectiveScanParams& p, int segments) {
   const int gs = p.dim / p.n_groups;
@@ -706,8 +697,7 @@ int fwd_fast_resident_blocks() {
 // when the grid fills the GPU) or enough steps to split. Segments: as many as fit in one wave of resident blocks
 // (the fast kernel is latency-bound, so more resident warps help and a second partial wave would not), each at
 // least kFwdMinSegSteps long; p.scan_segments > 0 forces the count (tests). `split_ok` false (no workspace):
-// never split, which is the unsegmented behaviour. Unless p.scan_segments forces a split, 16-bit shapes that would
-// split (or that are not big) take the time-lane kernel instead (plan.lanes; MAMBA_SS_FWD_LANES=0 at build time: off).
+// never split, which is the unsegmented behaviour.
 template <DType kType>
 FwdPlan fwd_plan(const SelectiveScanParams& p, bool split_ok) {
   FwdPlan plan;
@@ -717,22 +707,13 @@ FwdPlan fwd_plan(const SelectiveScanParams& p, bool split_ok) {
   int want = 1;
   if (p.scan_segments > 0) {
     want = p.scan_segments;
-  } else {
+  } else if (split_ok) {
     const dim3 g = fwd_fast_grid(p, 1);
     const long base = static_cast<long>(g.x) * g.y;
     const long resident = fwd_fast_resident_blocks<kType>();
     const long by_wave = base > 0 ? resident / base : 1;
     const long by_len = p.seqlen / kFwdMinSegSteps;
     want = static_cast<int>(std::max(1L, std::min({by_wave, by_len, 1024L})));
-    // Where the sequential kernel would be split (or is not used at all: small batch * dim), the time-lane kernel
-    // gets the parallelism from inside each chunk instead and computes every exp once. Decided without regard to
-    // split_ok, so the workspace query and the launch agree.
-    // 16-bit types only: in float32 (twice the B/C bytes and loads per lane-step) the time-lane kernel measured
-    // 0.53-0.77 ms at S3 against the time split's 0.40 (H200, docs/perf.md, seventh session).
-    if (MAMBA_SS_FWD_LANES && kType != DType::Float32 && (want > 1 || !big)) {
-      plan.lanes = true;
-      return plan;
-    }
   }
   if (!split_ok) want = 1;
   const int seg_chunks = (n_chunks + want - 1) / want;
@@ -743,12 +724,11 @@ FwdPlan fwd_plan(const SelectiveScanParams& p, bool split_ok) {
   return plan;
 }
 
-// Which forward kernel the automatic plan runs for p (with a workspace): "time-lanes", "time-split",
-// "sequential" (the unsplit fast kernel) or "general".
+// Which forward kernel the automatic plan runs for p (with a workspace): "time-split", "sequential" (the unsplit
+// fast kernel) or "general".
 template <DType kType>
 const char* selective_scan_fwd_plan_name(const SelectiveScanParams& p) {
   const FwdPlan plan = fwd_plan<kType>(p, true);
-  if (plan.lanes) return "time-lanes";
   if (plan.fast) return plan.segments > 1 ? "time-split" : "sequential";
   return "general";
 }
@@ -794,9 +774,6 @@ void selective_scan_fwd_launch(const SelectiveScanParams& p, void* workspace, cu
   const FwdPlan plan = fwd_plan<kType>(p, workspace != nullptr);
   if (p.scan_segments > 1 && workspace == nullptr && fwd_plan<kType>(p, true).segments > 1)
     throw std::runtime_error("selective_scan_fwd_cuda: scan_segments > 1 needs the forward workspace");
-  if constexpr (kType != DType::Float32) {
-    if (plan.lanes) return fwd_lanes_launch<kType>(p, stream);
-  }
   if (plan.fast) return selective_scan_fwd_fast_launch<kType>(p, plan, workspace, stream);
   switch (choose_split(p)) {
     case 1: return selective_scan_fwd_launch_split<kType, 1>(p, stream);

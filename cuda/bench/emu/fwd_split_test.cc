@@ -100,9 +100,9 @@ bool run(const Case& c, uint64_t seed) {
       }
     }
   const bool ok = !nan && worst_o <= 1 && worst_l <= 1 && worst_c <= 1;
-  printf("%s %s b%d d%d L%d g%d D%d z%d bias%d sp%d h0%d segs%d -> lanes %d fast %d K %d seg_len %d ws %zu | out x%.3f last x%.3f ckpt x%.3f%s\n",
+  printf("%s %s b%d d%d L%d g%d D%d z%d bias%d sp%d h0%d segs%d -> fast %d K %d seg_len %d ws %zu | out x%.3f last x%.3f ckpt x%.3f%s\n",
          ok ? "PASS" : "FAIL", kT == DType::Float32 ? "fp32" : kT == DType::Float16 ? "fp16" : "bf16", c.batch, c.dim, c.L, c.groups, c.D, c.z, c.bias, c.sp,
-         c.h0, c.segs, plan.lanes, plan.fast, plan.segments, plan.seg_len, wsb, worst_o, worst_l, worst_c, nan ? " NaN" : "");
+         c.h0, c.segs, plan.fast, plan.segments, plan.seg_len, wsb, worst_o, worst_l, worst_c, nan ? " NaN" : "");
   fflush(stdout);
   return ok;
 }
@@ -117,12 +117,6 @@ int main(int argc, char** argv) {
       {1, 64, 500, 1, true, true, true, true, true, 1},
       {1, 200, 3001, 2, true, true, true, true, true, 0},   // auto K 11
       {1, 64, 1024, 1, true, false, true, true, true, 0},   // auto K 4
-      // the time-lane kernel (plan.lanes): odd L (element loads and stores), inactive channels (group size 18 in
-      // tiles of 4), optional inputs off, L shorter than a chunk and a single step
-      {1, 36, 333, 2, true, true, true, true, true, 0},
-      {2, 20, 64, 1, false, false, false, false, false, 0},
-      {1, 8, 1, 1, true, true, true, true, true, 0},
-      {1, 12, 37, 3, true, false, true, false, true, 0},
   };
   uint64_t seed = 1;
   for (auto& c : cs) {
@@ -130,8 +124,7 @@ int main(int argc, char** argv) {
   }
   fails += !run<DType::BFloat16>(cs[0], 99);
   fails += !run<DType::BFloat16>(cs[2], 98);
-  for (size_t i = 7; i < cs.size(); ++i) fails += !run<DType::BFloat16>(cs[i], 97 + i);
-  fails += !run<DType::Float16>(cs[7], 96);
+  fails += !run<DType::Float16>(cs[2], 96);
   fails += !run<DType::BFloat16>(cs[5], 95);
   printf("%d failed, %lld switches\n", fails, emu::switches);
   return fails != 0;

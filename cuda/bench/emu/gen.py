@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Writes <out_dir>/fwd_emu.h (cuda/selective_scan_common.cuh + selective_scan_fwd.cuh with selective_scan_fwd_lanes.cuh) and <out_dir>/bwd_emu.h
+# Writes <out_dir>/fwd_emu.h (cuda/selective_scan_common.cuh + selective_scan_fwd.cuh) and <out_dir>/bwd_emu.h
 # (+ selective_scan_bwd.cuh with selective_scan_bwd_fast.cuh) rewritten so that g++ compiles them against emu.h (CPU
 # fibers, one per CUDA thread): launches become emu::launch, the ex2.approx asm becomes exp2f, dynamic and static
 # shared memory come from emu. Usage: gen.py <out_dir>
@@ -53,7 +53,7 @@ common = common.replace('asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));',
 common = common.replace('asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = log2f(x);')
 common = common.replace('asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = 1.f / x;')
 assert 'exp2f(x)' in common and 'asm(' not in common
-fwd = fix(read('selective_scan_fwd.cuh').replace('#include "selective_scan_fwd_lanes.cuh"', read('selective_scan_fwd_lanes.cuh')))
+fwd = fix(read('selective_scan_fwd.cuh'))
 bwd = read('selective_scan_bwd.cuh')
 i = bwd.index('#include "selective_scan_bwd_fast.cuh"')
 bwd = fix(bwd[:i] + read('selective_scan_bwd_fast.cuh') + bwd[i + len('#include "selective_scan_bwd_fast.cuh"'):])
