@@ -320,28 +320,18 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   float* const r_acc = (lane < 16 ? ws.dB_acc : ws.dC_acc) + group_off +
                        static_cast<size_t>(4 * (lane & 3) + ((lane >> 2) & 3)) * L;
   const bool vec_acc = L % 4 == 0;
-  // Reductions without a return value (red, not atom), written out: ptxas turned the unused-result atomicAdd into
-  // red in the unchained kernel but kept atom in the chained one (ncu, S2: a returning atom per flush, long
-  // scoreboard stalls 0.47 per issued instruction against S1's 0.28).
+  // red, not atomicAdd (see red_add): ncu, S2, chained: a returning atom per flush, long-scoreboard stalls 0.47 per
+  // issued instruction against S1's 0.28.
   auto flush = [&](int t0g, const float (&v)[kBfRed]) {
 #if __CUDA_ARCH__ >= 900
     if (vec_acc && t0g + kBfRed <= L) {
-      asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(r_acc + t0g), "f"(v[0]), "f"(v[1]),
-                   "f"(v[2]), "f"(v[3])
-                   : "memory");
+      red_add4(r_acc + t0g, make_float4(v[0], v[1], v[2], v[3]));
       return;
     }
 #endif
 #pragma unroll
-    for (int k = 0; k < kBfRed; ++k) {
-      if (t0g + k < L) {
-#ifdef __CUDA_ARCH__
-        asm volatile("red.global.add.f32 [%0], %1;" ::"l"(r_acc + t0g + k), "f"(v[k]) : "memory");
-#else
-        atomicAdd(r_acc + t0g + k, v[k]);
-#endif
-      }
-    }
+    for (int k = 0; k < kBfRed; ++k)
+      if (t0g + k < L) red_add(r_acc + t0g + k, v[k]);
   };
 
   const int n_ckpt = num_ckpts(L);
