@@ -10,6 +10,7 @@
 
 #include "fused.h"
 #include "fused_common.cuh"
+#include "red.cuh"
 
 namespace mamba {
 namespace {
@@ -49,10 +50,10 @@ __global__ void embedding_bwd_atomic_kernel(EmbeddingParams p, float* acc) {
 #endif
     if constexpr (kVector) {
 #pragma unroll
-      for (int k = 0; k < VEC; k += 4) atomicAdd(reinterpret_cast<float4*>(dst + k), make_float4(g[k], g[k + 1], g[k + 2], g[k + 3]));
+      for (int k = 0; k < VEC; k += 4) red_add4(dst + k, make_float4(g[k], g[k + 1], g[k + 2], g[k + 3]));
     } else {
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) atomicAdd(dst + k, g[k]);
+      for (int k = 0; k < VEC; ++k) red_add(dst + k, g[k]);
     }
   }
 }
@@ -86,7 +87,7 @@ __global__ void embedding_bwd_fixed_kernel(EmbeddingParams p, unsigned long long
     const int32_t id = p.ids[i];
     if (id < 0 || id >= p.vocab) continue;
     const long long q = llrintf(to_f(static_cast<const T*>(p.dout)[e]) * scale);
-    atomicAdd(acc + id * p.dim + c, static_cast<unsigned long long>(q));
+    red_add(acc + id * p.dim + c, static_cast<unsigned long long>(q));
   }
 }
 

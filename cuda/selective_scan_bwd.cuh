@@ -330,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
               if (p.deterministic) {
                 *acc = s;
               } else {
-                atomic_add4(acc, s);
+                red_add4(reinterpret_cast<float*>(acc), s);
               }
             }
           } else {
@@ -351,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
                   if (p.deterministic) {
                     acc[o] = s;
                   } else {
-                    atomicAdd(acc + o, s);
+                    red_add(acc + o, s);
                   }
                 }
               }

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <cstdint>
 #include "../native/params.h"
+#include "red.cuh"
 
 namespace mamba {
 namespace ss {
@@ -136,35 +137,6 @@ __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 #endif
 }
-
-// float4 atomicAdd exists from sm_90; older targets add the four lanes one by one.
-__device__ __forceinline__ void atomic_add4(float4* acc, float4 v) {
-#if __CUDA_ARCH__ >= 900
-  atomicAdd(acc, v);
-#else
-  atomicAdd(&acc->x, v.x);
-  atomicAdd(&acc->y, v.y);
-  atomicAdd(&acc->z, v.z);
-  atomicAdd(&acc->w, v.w);
-#endif
-}
-
-// Reductions into global memory that return nothing (PTX red). atomicAdd with an unused result is left to ptxas,
-// which emitted a returning ATOM in the chained fast backward (its results held registers and the warp waited on
-// them: S2 fwd+bwd 1.50 -> 1.34 ms once written as red, docs/perf.md seventh session). red_add4 needs sm_90.
-__device__ __forceinline__ void red_add(float* acc, float v) {
-#ifdef __CUDA_ARCH__
-  asm volatile("red.global.add.f32 [%0], %1;" ::"l"(acc), "f"(v) : "memory");
-#else
-  atomicAdd(acc, v);
-#endif
-}
-#if __CUDA_ARCH__ >= 900
-__device__ __forceinline__ void red_add4(float* acc, float4 v) {
-  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(acc), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
-               : "memory");
-}
-#endif
 
 // Stages the B/C slab of one (chunk, state slab) unit into fp32 shared memory (kSlab, kChunk), one run of kItems steps per
 // thread and row. When a matrix's rows allow 16-byte copies, the next unit is prefetched with cp.async into a raw-dtype

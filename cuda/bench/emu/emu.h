@@ -140,6 +140,7 @@ inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f;
 inline float atomicAdd(float* a, float v) { float o = *a; *a += v; return o; }
 inline void atomicAdd(float4* a, float4 v) { a->x += v.x; a->y += v.y; a->z += v.z; a->w += v.w; }
 inline int atomicAdd(int* a, int v) { int o = *a; *a += v; return o; }
+inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { unsigned long long o = *a; *a += v; return o; }
 inline int atomicExch(int* a, int v) { int o = *a; *a = v; return o; }
 inline void __threadfence() {}
 // Blocks run one after another in grab order, so a spin-wait that sleeps has waited on a block that never ran.

@@ -48,6 +48,7 @@ def fix(src):
 
 common = read('selective_scan_common.cuh')
 common = common.replace('#include "../native/params.h"', '#include "%s/native/params.h"' % root)
+common = common.replace('#include "red.cuh"', read('red.cuh').replace('#pragma once', ''))
 common = re.sub(r'#include <cuda_(bf16|fp16|runtime)\.h>\n', '', common)
 common = common.replace('asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = exp2f(x);')
 common = common.replace('asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = log2f(x);')
