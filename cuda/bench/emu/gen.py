@@ -51,7 +51,6 @@ common = common.replace('#include "../native/params.h"', '#include "%s/native/pa
 common = common.replace('#include "red.cuh"', read('red.cuh').replace('#pragma once', ''))
 common = re.sub(r'#include <cuda_(bf16|fp16|runtime)\.h>\n', '', common)
 common = common.replace('asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = exp2f(x);')
-common = common.replace('asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = log2f(x);')
 common = common.replace('asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = 1.f / x;')
 assert 'exp2f(x)' in common and 'asm(' not in common
 fwd = fix(read('selective_scan_fwd.cuh'))
