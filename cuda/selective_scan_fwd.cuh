@@ -351,9 +351,6 @@ __device__ __forceinline__ void unpack4(const float4 v, float (&out)[4]) {
   out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
 }
 
-// silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
-__device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z); }
-
 // kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
 // segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
 template <class Io, bool kSummary, int kMinBlocks>
@@ -394,6 +391,11 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   const bool vec_out = rows_vectorizable(p.out, L);
   // The summary pass needs neither z nor C.
   const bool use_z = !kSummary && p.has_z;
+  // B as fp32 (t, 16) rows: always for fp32 inputs; for 16-bit inputs in the summary pass, whose B alone fits the
+  // 16-bit (t, 64-byte) buffer as fp32, so its step loop loads 4 floats instead of widening 4 16-bit values (with
+  // softplus's exp on the FMA pipe: pass 1 142 -> 136 us at S3 bf16, H200).
+  constexpr bool kWideB = Lay::kWideBC || kSummary;
+  static_assert(Lay::kWideBC || kFastChunk * 16 * 4 <= Lay::kBCBufBytes, "fp32 B fits the 16-bit buffer");
 
   // Staging role for u / delta / z / out: run k of the lane is channel xc[k] of the warp, steps [xt[k], +E) of a
   // chunk. A quarter-warp covers 8 consecutive runs: 128 contiguous raw bytes, and 8 distinct bank quads of sDt.
@@ -433,11 +435,13 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
 #pragma unroll
       for (int i = 0; i < E; ++i) {
         float v = x[i] + xbias[k];
-        if (p.delta_softplus) v = softplusf(v);
+        if (p.delta_softplus)
+          v = softplus_conv<fma_conv(kSummary ? kFmaFwdSummarySoftplus : kFmaFwdMainSoftplus)>(v);
         // Steps past L and inactive channels: dt = 0 (decay 1, no input), so the state passes through.
         dt[i] = (xin[k] && t0 + xt[k] + i < L) ? v : 0.f;
         dtu[i] = dt[i] * u[i];
-        if constexpr (!kSummary) dg[i] = make_float2(xD[k] * u[i], use_z ? silu_fast(z[i]) : 1.f);
+        if constexpr (!kSummary)
+          dg[i] = make_float2(xD[k] * u[i], use_z ? z[i] * sigmoid_conv<fma_conv(kFmaFwdMainGate)>(z[i]) : 1.f);
       }
       float4* pdt = reinterpret_cast<float4*>(sDt + xc[k] * kFastPitch + xt[k]);
       float4* pdtu = reinterpret_cast<float4*>(sDtu + xc[k] * kFastPitch + xt[k]);
@@ -495,7 +499,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     for (int k = 0; k < Lay::kBCRuns; ++k) {
       if (kSummary && bm[k] == 1) continue;
       const raw* src = sRawBC + (bm[k] * 16 + bn[k]) * Lay::kPadElems + bt[k];
-      if constexpr (Lay::kWideBC) {
+      if constexpr (kWideB) {
         float v[E];
         raw_run_to_float<Io>(src, v);
         float* dst = dst_buf + bm[k] * (kFastBCBuf / 2) + bt[k] * 16 + bn[k];
@@ -578,7 +582,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           float4 bv;
-          if constexpr (Lay::kWideBC) {
+          if constexpr (kWideB) {
             bv = sB4[4 * (4 * k + s)];
           } else {
             const uint2 w = *reinterpret_cast<const uint2*>(sBC16 + 4 * (4 * k + s));

@@ -137,6 +137,7 @@ inline float __fdividef(float a, float b) { return a / b; }
 inline float __logf(float x) { return logf(x); }
 inline float __frcp_rn(float a) { return 1.f / a; }
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 inline float atomicAdd(float* a, float v) { float o = *a; *a += v; return o; }
 inline void atomicAdd(float4* a, float4 v) { a->x += v.x; a->y += v.y; a->z += v.z; a->w += v.w; }
 inline int atomicAdd(int* a, int v) { int o = *a; *a += v; return o; }
