@@ -616,8 +616,9 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
 // Pass 1 of a split backward: for segment k = blockIdx.z + 1 (1 .. segments-1), the adjoint-only reverse
 // recurrence g <- a_t * (C_t * dy_t + g) over its steps from g = 0 at its right end (no states, no checkpoints),
 // giving the local adjoint leaving its first step (g_loc) and its sum of dt. Same lanes as the fast kernel
-// (channel cl, 4 states); per 32-step chunk the block stages C as (t, 16) fp32 and per channel (dt, dy), with
-// plain loads (this pass reads delta, dout, z and C once; no cp.async pipeline yet).
+// (channel cl, 4 states); per 32-step chunk the block stages C as (t, 16) fp32 and per channel (dt, dy), for 16-bit
+// inputs from copies of the chunk made during the previous one (cp.async; with plain loads every block of an SM
+// waited on its loads at the same time).
 template <class Io>
 __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(const SelectiveScanParams p,
                                                                              const BwdWorkspace ws) {
@@ -658,36 +659,74 @@ __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(
   for (int q = 0; q < 4; ++q) A2[q] = l_active ? p.A[static_cast<size_t>(dl) * N + 4 * j + q] * kLog2e : 0.f;
   float dt_sum = 0.f;
 
-  for (int c = c_end - 1; c >= c_begin; --c) {
+  // Chunk inputs: for 16-bit inputs with 16-byte rows each thread copies its runs (C row sn, and delta, dout, z of
+  // channel cs) of the next chunk with cp.async into its own slots of sRaw while the current chunk is scanned, and
+  // converts them itself (so it waits only for its own copies); the copies are issued after the barrier that
+  // follows the conversion, when the thread has read its slots. Otherwise plain loads at the start of each chunk:
+  // for fp32 rows the copies were slower (H200, S3: bf16 fwd+bwd -0.5%, fp32 +2%; docs/perf.md, ninth session).
+  constexpr bool kCopies = MAMBA_SS_ASYNC_STAGE && sizeof(raw) == 2;
+  constexpr int kRunCopies = kItems * static_cast<int>(sizeof(raw)) / 16;  // 16-byte copies per run
+  __shared__ uint4 sRaw[kCopies ? 4 * kBfThreads * kRunCopies : 1];       // (C, delta, dout, z; thread; run)
+  auto slot = [&](int k) { return sRaw + (k * kBfThreads + tid) * kRunCopies; };
+  const bool async = kCopies && vec_C && vec_dl && vec_dout && (!p.has_z || vec_z);
+  // Row k of this thread: C row sn (k 0), or channel cs of delta, dout, z (k 1-3).
+  auto row = [&](int k) {
+    if (k == 0) return Cg + static_cast<size_t>(sn) * L;
+    return static_cast<const raw*>(k == 1 ? p.delta : k == 2 ? p.dout : p.z) + s_row;
+  };
+  auto issue = [&](int c) {
     const int t0 = c * T;
-    __syncthreads();  // the previous chunk's readers are done
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if ((k == 0 && tid >= 64) || (k == 3 && !p.has_z)) continue;
+      const int off = t0 + (k == 0 ? soff : c_off);
+      const bool in = off < L && (k == 0 || s_active);  // runs lie wholly inside or outside [0, L)
+      const raw* src = row(k) + (in ? off : 0);
+#pragma unroll
+      for (int q = 0; q < kRunCopies; ++q)
+        cp_async16(slot(k) + q, src + q * 16 / static_cast<int>(sizeof(raw)), in ? 16 : 0);
+    }
+    cp_async_commit();
+  };
+
+  // Chunk c's C rows as (t, 16) fp32 and its channels' (dt, dy) into shared memory.
+  auto stage = [&](int c) {
+    const int t0 = c * T;
     if (tid < 64) {
       float v[kItems];
-      load_items<Io>(Cg + static_cast<size_t>(sn) * L, t0 + soff, L, vec_C, v);
+      if (async)
+        load_items<Io>(reinterpret_cast<const raw*>(slot(0)), 0, kItems, true, v);
+      else
+        load_items<Io>(row(0), t0 + soff, L, vec_C, v);
       float* dst = reinterpret_cast<float*>(sC4);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) dst[(soff + i) * N + sn] = v[i];
     }
-    {
-      float x[kItems], dout[kItems], z[kItems];
-      if (s_active) {
-        load_items<Io>(static_cast<const raw*>(p.delta) + s_row, t0 + c_off, L, vec_dl, x);
-        load_items<Io>(static_cast<const raw*>(p.dout) + s_row, t0 + c_off, L, vec_dout, dout);
-        if (p.has_z) load_items<Io>(static_cast<const raw*>(p.z) + s_row, t0 + c_off, L, vec_z, z);
-      }
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        float dt = 0.f, dy = 0.f;
-        // Padded steps and inactive channels: decay 1 and no input, so the adjoint passes through.
-        if (s_active && t0 + c_off + i < L) {
-          const float v = x[i] + s_bias;
-          dt = p.delta_softplus ? softplusf(v) : v;
-          dy = p.has_z ? dout[i] * z[i] * sigmoidf_fast(z[i]) : dout[i];
-        }
-        sEy[(c_off + i) * kBfChannels + cs] = make_float2(dt, dy);
-      }
+    float x[kItems], dout[kItems], z[kItems];
+    if (async) {
+      load_items<Io>(reinterpret_cast<const raw*>(slot(1)), 0, kItems, true, x);
+      load_items<Io>(reinterpret_cast<const raw*>(slot(2)), 0, kItems, true, dout);
+      if (p.has_z) load_items<Io>(reinterpret_cast<const raw*>(slot(3)), 0, kItems, true, z);
+    } else if (s_active) {
+      load_items<Io>(row(1), t0 + c_off, L, vec_dl, x);
+      load_items<Io>(row(2), t0 + c_off, L, vec_dout, dout);
+      if (p.has_z) load_items<Io>(row(3), t0 + c_off, L, vec_z, z);
     }
-    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      float dt = 0.f, dy = 0.f;
+      // Padded steps and inactive channels: decay 1 and no input, so the adjoint passes through.
+      if (s_active && t0 + c_off + i < L) {
+        const float v = x[i] + s_bias;
+        dt = p.delta_softplus ? softplus_conv<fma_conv(kFmaBwdSummarySoftplus)>(v) : v;
+        dy = p.has_z ? dout[i] * z[i] * sigmoid_conv<fma_conv(kFmaBwdSummaryGate), fma_conv(kFmaBwdSummaryGateExp)>(z[i])
+                     : dout[i];
+      }
+      sEy[(c_off + i) * kBfChannels + cs] = make_float2(dt, dy);
+    }
+  };
+  // The reverse recurrence over the staged chunk.
+  auto steps = [&]() {
     float csum = 0.f;
 #pragma unroll 8
     for (int t = T - 1; t >= 0; --t) {
@@ -700,6 +739,15 @@ __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(
       csum += e.x;
     }
     dt_sum += csum;
+  };
+  if (async) issue(c_end - 1);
+  for (int c = c_end - 1; c >= c_begin; --c) {
+    if (async) cp_async_wait_all();  // this thread's copies of chunk c
+    __syncthreads();                 // the previous chunk's readers are done
+    stage(c);
+    __syncthreads();
+    if (async && c > c_begin) issue(c - 1);
+    steps();
   }
   if (!l_active) return;
   const size_t o = static_cast<size_t>(kseg - 1) * p.batch * p.dim + bdl;
