@@ -718,9 +718,8 @@ __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(
       // Padded steps and inactive channels: decay 1 and no input, so the adjoint passes through.
       if (s_active && t0 + c_off + i < L) {
         const float v = x[i] + s_bias;
-        dt = p.delta_softplus ? softplus_conv<fma_conv(kFmaBwdSummarySoftplus)>(v) : v;
-        dy = p.has_z ? dout[i] * z[i] * sigmoid_conv<fma_conv(kFmaBwdSummaryGate), fma_conv(kFmaBwdSummaryGateExp)>(z[i])
-                     : dout[i];
+        dt = p.delta_softplus ? softplusf(v) : v;
+        dy = p.has_z ? dout[i] * z[i] * sigmoidf_fast(z[i]) : dout[i];
       }
       sEy[(c_off + i) * kBfChannels + cs] = make_float2(dt, dy);
     }

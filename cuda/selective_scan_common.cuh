@@ -316,25 +316,8 @@ __device__ __forceinline__ void softplus_sigmoid(float x, float& sp, float& sg) 
   sg = x >= 0.f ? r : e * r;
 }
 
-// Conversions on the FMA pipe instead of the MUFU pipe, chosen per kernel by the bits of MAMBA_SS_FMA_CONV. The
-// split passes spend one MUFU per element-state on their decays and, per element, one more on softplus's exp and
-// two on the gate's sigmoid. Measured on the H200 (S3, docs/perf.md, ninth session): the forward's pass 1 gains
-// (with its B as fp32 rows, 142 -> 136 us bf16), so 0x01 is the default; the backward summary (0x08/0x10/0x20:
-// 19 -> 16 MUFU per channel-step) and the forward's main pass (0x02/0x04) were neutral or slower: neither is bound
-// by its MUFU pipe (nor, the main pass, by issue: skipping its softplus altogether moved nothing).
-#ifndef MAMBA_SS_FMA_CONV
-#define MAMBA_SS_FMA_CONV 0x01
-#endif
-constexpr int kFmaFwdSummarySoftplus = 0x01;  // forward pass 1: softplus's exp
-constexpr int kFmaFwdMainSoftplus = 0x02;     // forward pass 2 / unsplit: softplus's exp
-constexpr int kFmaFwdMainGate = 0x04;         // forward pass 2 / unsplit: the gate's sigmoid reciprocal
-constexpr int kFmaBwdSummarySoftplus = 0x08;  // backward summary: softplus's exp
-constexpr int kFmaBwdSummaryGate = 0x10;      // backward summary: the gate's sigmoid reciprocal
-constexpr int kFmaBwdSummaryGateExp = 0x20;   // backward summary: also the sigmoid's exp (with 0x10)
-constexpr bool fma_conv(int bit) { return (MAMBA_SS_FMA_CONV & bit) != 0; }
-
 // 2^x for x <= 0 without MUFU: x = i + f with i = rint(x) (the 1.5 * 2^23 rounding trick) and f in [-0.5, 0.5],
-// 2^f by a degree-5 minimax polynomial, 2^i added to the exponent field. Worst relative error 2.2e-7 over every
+// 2^f by a degree-5 minimax polynomial, 2^i added to the exponent field. Worst relative error 2.1e-7 over every
 // float in [-125, 0] (host check with fmaf, as ex2.approx's 2 ulp); 11 FMA/ALU-pipe instructions. Arguments below
 // -125 (and NaN, -inf) give 2^-125 (2.4e-38) and above 127 give ~2^127 rather than inf: the clamps keep 2^i's
 // exponent field in range. (A decay's argument A * dt is <= 0 unless A > 0, where the state overflows anyway.)
@@ -353,34 +336,14 @@ __device__ __forceinline__ float exp2_fma(float x) {
   return __uint_as_float(__float_as_uint(q) + (__float_as_uint(t) << 23));
 }
 
-// 1 / (1 + e) for e in [0, 1] without MUFU: a quadratic minimax start (relative error 1.0e-2) and two Newton steps;
-// worst relative error 1.0e-7 over every float in [0, 1] (host check with fmaf). NaN gives NaN.
-__device__ __forceinline__ float rcp_1p_fma(float e) {
-  const float d = 1.f + e;
-  float r = fmaf(fmaf(0.32322967f, e, -0.80807853f), e, 0.98989886f);
-  r = fmaf(r, fmaf(-d, r, 1.f), r);
-  return fmaf(r, fmaf(-d, r, 1.f), r);
-}
-
-// softplus with kFma: its exp on the FMA pipe. NaN propagates through the select (not fmaxf, which would drop it);
-// below x = -86.6 the result is ~2.4e-38 rather than e^x or 0 (no effect on a decay or an input term).
-template <bool kFma>
-__device__ __forceinline__ float softplus_conv(float x) {
-  if constexpr (kFma) return (x <= 0.f ? 0.f : x) + log1p_unit(exp2_fma(-fabsf(x) * kLog2e));
-  else return softplusf(x);
-}
-
-// sigmoid with kRcp: 1 / (1 + e) on the FMA pipe for e = exp(-|x|) in [0, 1], e / (1 + e) for negative x; with
-// kExp also e on the FMA pipe. NaN propagates; +-inf give 1 and 0.
-template <bool kRcp, bool kExp = false>
-__device__ __forceinline__ float sigmoid_conv(float x) {
-  if constexpr (kRcp) {
-    const float e = kExp ? exp2_fma(-fabsf(x) * kLog2e) : mufu_exp(-fabsf(x));
-    const float r = rcp_1p_fma(e);
-    return x >= 0.f ? r : e * r;
-  } else {
-    return sigmoidf_fast(x);
-  }
+// softplus with its exp on the FMA pipe (exp2_fma) instead of the MUFU pipe: used by the forward's summary pass,
+// whose step loop keeps the MUFU pipe busy (H200, S3 bf16: with its B as fp32 rows, pass 1 142 -> 136 us). The
+// other conversions of the split passes on the FMA pipe (the backward summary's softplus and sigmoid, the main
+// pass's softplus and gate) were measured neutral or slower (docs/perf.md, ninth session). NaN propagates through
+// the select (not fmaxf, which would drop it); below x = -86.6 the result is ~2.4e-38 rather than e^x or 0 (no
+// effect on a decay or an input term).
+__device__ __forceinline__ float softplusf_fma(float x) {
+  return (x <= 0.f ? 0.f : x) + log1p_unit(exp2_fma(-fabsf(x) * kLog2e));
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -351,6 +351,9 @@ __device__ __forceinline__ void unpack4(const float4 v, float (&out)[4]) {
   out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
 }
 
+// silu(z) = z * sigmoid(z) with the MUFU exp and reciprocal (2 MUFU; the forward's output gate only).
+__device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z); }
+
 // kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
 // segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
 template <class Io, bool kSummary, int kMinBlocks>
@@ -435,13 +438,11 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
 #pragma unroll
       for (int i = 0; i < E; ++i) {
         float v = x[i] + xbias[k];
-        if (p.delta_softplus)
-          v = softplus_conv<fma_conv(kSummary ? kFmaFwdSummarySoftplus : kFmaFwdMainSoftplus)>(v);
+        if (p.delta_softplus) v = kSummary ? softplusf_fma(v) : softplusf(v);
         // Steps past L and inactive channels: dt = 0 (decay 1, no input), so the state passes through.
         dt[i] = (xin[k] && t0 + xt[k] + i < L) ? v : 0.f;
         dtu[i] = dt[i] * u[i];
-        if constexpr (!kSummary)
-          dg[i] = make_float2(xD[k] * u[i], use_z ? z[i] * sigmoid_conv<fma_conv(kFmaFwdMainGate)>(z[i]) : 1.f);
+        if constexpr (!kSummary) dg[i] = make_float2(xD[k] * u[i], use_z ? silu_fast(z[i]) : 1.f);
       }
       float4* pdt = reinterpret_cast<float4*>(sDt + xc[k] * kFastPitch + xt[k]);
       float4* pdtu = reinterpret_cast<float4*>(sDtu + xc[k] * kFastPitch + xt[k]);
