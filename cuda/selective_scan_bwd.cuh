@@ -40,6 +40,15 @@ struct BwdWorkspace {
   int* chain;
 };
 
+// The dB/dC accumulators as one range (they are adjacent in the workspace, bwd_workspace_layout; whole float4s
+// since both start 256-byte aligned and hold a multiple of 16 floats when dstate is 16): first float, floats.
+__host__ __device__ inline float* bc_acc_range(const BwdWorkspace& ws, size_t* floats) {
+  float* first = ws.dB_acc != nullptr ? ws.dB_acc : ws.dC_acc;
+  float* last = ws.dC_acc != nullptr ? ws.dC_acc : ws.dB_acc;
+  *floats = first == nullptr ? 0 : static_cast<size_t>(last + ws.bc_elems - first);
+  return first;
+}
+
 // Warps per channel in the backward. Deterministic mode keeps one warp per channel: its dB/dC partial buffers
 // grow with the number of channel tiles (4x more tiles with 4 warps per channel).
 inline int choose_bwd_split(const SelectiveScanParams& p) { return p.deterministic ? 1 : choose_split(p); }
@@ -432,58 +441,91 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_BWD_MIN_BLOCKS)
   }
 }
 
-// dB/dC (batch, G, dstate, L) in the activation dtype from the accumulator, or from the per-tile partials summed
-// in tile order.
-template <class Io>
-__global__ void selective_scan_bwd_bc_kernel(const SelectiveScanParams p, const BwdWorkspace ws, int tiles) {
-  using raw = typename Io::raw;
-  const size_t total = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+// s + the sum over b < nb, then k < nk (in that order, so results are bitwise repeatable) of x[b * sb + k * sk],
+// the loads issued 16 at a time: the sum waits for one memory latency per 16 values, not one per value (the
+// per-channel sums over S3's 16 time segments took 10 us with one dependent load after another, H200).
+__device__ __forceinline__ float ordered_sum(float s, const float* x, int nb, size_t sb, int nk, size_t sk) {
+  const int count = nb * nk;
+  const float* row = x;  // element (b, 0)
+  const float* q = x;    // element (b, k): stepped, not divided out of the running index
+  int k = 0;
+  for (int m = 0; m < count; m += 16) {
+    float v[16];
 #pragma unroll
-    for (int m = 0; m < 2; ++m) {
-      if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
-      const float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
-      float s = acc[i];
-      if (p.deterministic)
-        for (int k = 1; k < tiles; ++k) s += acc[static_cast<size_t>(k) * total + i];
-      static_cast<raw*>(m == 0 ? p.dB : p.dC)[i] = Io::store(s);
+    for (int j = 0; j < 16; ++j) {
+      v[j] = m + j < count ? __ldg(q) : 0.f;
+      q += sk;
+      if (++k == nk) k = 0, row += sb, q = row;
     }
+#pragma unroll
+    for (int j = 0; j < 16; ++j) s += v[j];
   }
+  return s;
 }
 
-// Per-channel parameter gradients: sums over the batch of the per-(b, d) partials, in batch order.
+// Elements per thread of the dB/dC part of the finish kernel (4 independent loads in flight), and its block size
+// (small blocks: the per-channel part has only dim x dstate threads, 24576 at S1-S3).
+constexpr int kFinishPerThread = 4, kFinishThreads = 128;
+
+// The backward's last launch, two jobs in one grid (a launch and its ramp cost more than either job at S3):
+// blocks [0, ch_blocks) write the per-channel parameter gradients dA (dim, dstate), dD, ddelta_bias (dim) and
+// time-invariant dB/dC, sums over batch then time segment of the per-(b, d) partials (first: each thread waits on
+// its loads); the rest write dB/dC (batch, G, dstate, L) in the activation dtype from the accumulator, or from the
+// per-tile partials summed in tile order.
 template <class Io>
-__global__ void selective_scan_bwd_channel_kernel(const SelectiveScanParams p, const BwdWorkspace ws) {
+__global__ void selective_scan_bwd_finish_kernel(const SelectiveScanParams p, const BwdWorkspace ws, int tiles,
+                                                 int ch_blocks) {
   using raw = typename Io::raw;
+  if (static_cast<int>(blockIdx.x) >= ch_blocks) {
+    const size_t total = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
+    const size_t step = static_cast<size_t>(gridDim.x - ch_blocks) * blockDim.x * kFinishPerThread;
+    for (size_t i0 = (blockIdx.x - ch_blocks) * static_cast<size_t>(blockDim.x) * kFinishPerThread + threadIdx.x;
+         i0 < total; i0 += step) {
+      // Every load before any store: the compiler may not move a load above a store it cannot prove disjoint.
+      float v[2][kFinishPerThread];
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        const bool on = m == 0 ? p.is_variable_B : p.is_variable_C;
+        const float* acc = m == 0 ? ws.dB_acc : ws.dC_acc;
+#pragma unroll
+        for (int r = 0; r < kFinishPerThread; ++r) {
+          const size_t i = i0 + static_cast<size_t>(r) * blockDim.x;
+          v[m][r] = !on || i >= total ? 0.f : p.deterministic ? ordered_sum(0.f, acc + i, tiles, total, 1, 0) : acc[i];
+        }
+      }
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        if (m == 0 ? !p.is_variable_B : !p.is_variable_C) continue;
+#pragma unroll
+        for (int r = 0; r < kFinishPerThread; ++r) {
+          const size_t i = i0 + static_cast<size_t>(r) * blockDim.x;
+          if (i < total) static_cast<raw*>(m == 0 ? p.dB : p.dC)[i] = Io::store(v[m][r]);
+        }
+      }
+    }
+    return;
+  }
   const int N = p.dstate;
   const size_t total = static_cast<size_t>(p.dim) * N;
+  const size_t bdn = static_cast<size_t>(p.batch) * p.dim * N, bd = static_cast<size_t>(p.batch) * p.dim;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+       i += static_cast<size_t>(ch_blocks) * blockDim.x) {
     const size_t d = i / N;
     const int n = static_cast<int>(i % N);
-    float sA = 0.f, sB = 0.f, sC = 0.f;
-    const size_t bdn = static_cast<size_t>(p.batch) * p.dim * N;
-    for (int b = 0; b < p.batch; ++b) {
-      const size_t o = (static_cast<size_t>(b) * p.dim + d) * N + n;
-      for (int k = 0; k < ws.segments; ++k) sA += ws.dA_part[k * bdn + o];  // time segments in order
-      if (!p.is_variable_B) sB += ws.dBi_part[o];
-      if (!p.is_variable_C) sC += ws.dCi_part[o];
-    }
+    const size_t dn = static_cast<size_t>(p.dim) * N;
+    // dD and ddelta_bias by the channel's first two threads (one when N = 1), beside their dA; every sum is formed
+    // before the first store so that all their loads can be in flight together.
+    const bool do_D = p.has_D && n == 0, do_db = p.has_delta_bias && n == (N > 1 ? 1 : 0);
+    const float sA = ordered_sum(0.f, ws.dA_part + i, p.batch, dn, ws.segments, bdn);  // batch rows, then segments
+    const float sB = p.is_variable_B ? 0.f : ordered_sum(0.f, ws.dBi_part + i, p.batch, dn, 1, 0);
+    const float sC = p.is_variable_C ? 0.f : ordered_sum(0.f, ws.dCi_part + i, p.batch, dn, 1, 0);
+    const float sD = do_D ? ordered_sum(0.f, ws.dD_part + d, p.batch, p.dim, ws.segments, bd) : 0.f;
+    const float sb = do_db ? ordered_sum(0.f, ws.ddb_part + d, p.batch, p.dim, ws.segments, bd) : 0.f;
     p.dA[i] = sA;
     if (!p.is_variable_B) static_cast<raw*>(p.dB)[i] = Io::store(sB);
     if (!p.is_variable_C) static_cast<raw*>(p.dC)[i] = Io::store(sC);
-    if (n == 0) {
-      float sD = 0.f, sb = 0.f;
-      const size_t bd = static_cast<size_t>(p.batch) * p.dim;
-      for (int b = 0; b < p.batch; ++b)
-        for (int k = 0; k < ws.segments; ++k) {
-          sD += ws.dD_part[k * bd + static_cast<size_t>(b) * p.dim + d];
-          sb += ws.ddb_part[k * bd + static_cast<size_t>(b) * p.dim + d];
-        }
-      if (p.has_D) p.dD[d] = sD;
-      if (p.has_delta_bias) p.ddelta_bias[d] = sb;
-    }
+    if (do_D) p.dD[d] = sD;
+    if (do_db) p.ddelta_bias[d] = sb;
   }
 }
 
@@ -492,29 +534,29 @@ inline void check_launch(const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-inline int grid_for(size_t total) {
-  const size_t blocks = (total + 255) / 256;
+inline int grid_for(size_t total, int threads = 256) {
+  const size_t blocks = (total + threads - 1) / threads;
   return static_cast<int>(blocks < 132 * 16 ? (blocks > 0 ? blocks : 1) : 132 * 16);
 }
 
-// Zeroes the dB/dC accumulators that the scan kernels add into (non-deterministic mode).
+// Zeroes the dB/dC accumulators that the scan kernels add into (non-deterministic mode): one memset when both
+// exist, since they are adjacent in the workspace (bwd_workspace_layout).
 inline void zero_bc_accumulators(const BwdWorkspace& ws, cudaStream_t stream) {
-  for (float* acc : {ws.dB_acc, ws.dC_acc}) {
-    if (acc == nullptr) continue;
-    cudaError_t e = cudaMemsetAsync(acc, 0, ws.bc_elems * sizeof(float), stream);
-    if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
-  }
+  size_t floats = 0;
+  float* first = bc_acc_range(ws, &floats);
+  if (first == nullptr) return;
+  cudaError_t e = cudaMemsetAsync(first, 0, floats * sizeof(float), stream);
+  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
 }
 
-// dB/dC in the activation dtype from the accumulators, then the per-channel sums over the batch.
+// The per-channel sums over the batch and dB/dC in the activation dtype from the accumulators: one launch.
 template <class Io>
 void launch_bwd_finish(const SelectiveScanParams& p, const BwdWorkspace& ws, int tiles, cudaStream_t stream) {
-  if (p.is_variable_B || p.is_variable_C) {
-    const size_t total = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
-    selective_scan_bwd_bc_kernel<Io><<<grid_for(total), 256, 0, stream>>>(p, ws, tiles);
-    check_launch("selective_scan_bwd_cuda");
-  }
-  selective_scan_bwd_channel_kernel<Io><<<grid_for(static_cast<size_t>(p.dim) * p.dstate), 256, 0, stream>>>(p, ws);
+  const size_t bc = static_cast<size_t>(p.batch) * p.n_groups * p.dstate * p.seqlen;
+  const int bc_blocks =
+      (p.is_variable_B || p.is_variable_C) ? grid_for((bc + kFinishPerThread - 1) / kFinishPerThread, kFinishThreads) : 0;
+  const int ch_blocks = grid_for(static_cast<size_t>(p.dim) * p.dstate, kFinishThreads);
+  selective_scan_bwd_finish_kernel<Io><<<ch_blocks + bc_blocks, kFinishThreads, 0, stream>>>(p, ws, tiles, ch_blocks);
   check_launch("selective_scan_bwd_cuda");
 }
 
@@ -542,7 +584,7 @@ void selective_scan_bwd_launch(const SelectiveScanParams& p, void* workspace, cu
   if (plan.fast) {
     BwdWorkspace ws;
     bwd_workspace_layout(p, plan.segments, plan.seg_len, static_cast<char*>(workspace), &ws, bwd_chain_ints(p, plan));
-    zero_bc_accumulators(ws, stream);
+    if (!bwd_summary_zeroes(ws)) zero_bc_accumulators(ws, stream);
     selective_scan_bwd_fast_launch<kType>(p, ws, stream);
     return launch_bwd_finish<IO<kType>>(p, ws, 1, stream);
   }

@@ -613,6 +613,9 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   }
 }
 
+// Whether the summary pass runs and zeroes the dB/dC accumulators itself (a time split with the summary hand-off).
+inline bool bwd_summary_zeroes(const BwdWorkspace& ws) { return ws.segments > 1 && ws.chain == nullptr; }
+
 // Pass 1 of a split backward: for segment k = blockIdx.z + 1 (1 .. segments-1), the adjoint-only reverse
 // recurrence g <- a_t * (C_t * dy_t + g) over its steps from g = 0 at its right end (no states, no checkpoints),
 // giving the local adjoint leaving its first step (g_loc) and its sum of dt. Same lanes as the fast kernel
@@ -632,6 +635,14 @@ __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(
   const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
   const int tid = threadIdx.x, lane = tid % 32;
   const int kseg = blockIdx.z + 1;
+  {
+    // The dB/dC accumulators that the fast kernel adds into (bwd_summary_zeroes: no memset launch before it).
+    size_t floats = 0;
+    float4* acc = reinterpret_cast<float4*>(bc_acc_range(ws, &floats));
+    const size_t nb = static_cast<size_t>(gridDim.x) * gridDim.y * gridDim.z;
+    const size_t blk = (static_cast<size_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    for (size_t i = blk * kBfThreads + tid; i < floats / 4; i += nb * kBfThreads) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   const int c_begin = kseg * ws.seg_len / T;
   const int c_end = (min(L, (kseg + 1) * ws.seg_len) + T - 1) / T;
   const size_t group_off = (static_cast<size_t>(b) * p.n_groups + g) * N * L;

@@ -147,6 +147,7 @@ inline void __threadfence() {}
 // Blocks run one after another in grab order, so a spin-wait that sleeps has waited on a block that never ran.
 inline void __nanosleep(unsigned) { fprintf(stderr, "emu: a block waited on one that has not run\n"); abort(); }
 template <class T> inline T __ldcg(const T* p) { return *p; }
+template <class T> inline T __ldg(const T* p) { return *p; }
 // runtime stubs: an H200-like device
 extern "C" {
 cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
