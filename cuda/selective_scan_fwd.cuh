@@ -563,8 +563,9 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     // reading the B/C buffer of chunk ck-1, which chunk ck+1 is converted into below.
     __syncthreads();
     if (!kSummary && t0 % kScanCheckpointChunk == 0 && p.checkpoints != nullptr && l_active) {
-#pragma unroll
-      for (int q = 0; q < 4; ++q) p.checkpoints[(bdl * n_ckpt + t0 / kScanCheckpointChunk) * N + 4 * j + q] = h[q];
+      // One 16-byte store per lane (the 4 states are consecutive; checkpoint rows are 64-byte multiples).
+      *reinterpret_cast<float4*>(p.checkpoints + (bdl * n_ckpt + t0 / kScanCheckpointChunk) * N + 4 * j) =
+          make_float4(h[0], h[1], h[2], h[3]);
     }
 
     const float* sB = sBC + (ck & 1) * kBCBufFloats;
