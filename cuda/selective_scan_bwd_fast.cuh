@@ -402,6 +402,11 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
           load_items<Io>(in_rows[1], t0 + c_off, L, vec_dl, in[1]);
           load_items<Io>(in_rows[2], t0 + c_off, L, vec_dout, in[2]);
           if (p.has_z) load_items<Io>(in_rows[3], t0 + c_off, L, vec_z, in[3]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < 4; ++k)
+#pragma unroll
+            for (int i = 0; i < kItems; ++i) in[k][i] = 0.f;
         }
 #pragma unroll
         for (int q = 0; q < 4; ++q) h_ck[q] = l_active ? p.checkpoints[(bdl * n_ckpt + c) * N + 4 * j + (q ^ sp)] : 0.f;
@@ -410,31 +415,40 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
       for (int i = 0; i < kItems; ++i)
 #pragma unroll
         for (int cp = 0; cp < 4; ++cp) s_dst[cp * kBfBCCopy + (soff + i) * N + (sn ^ cp)] = v[i];
+      // Every element is converted, then padded steps and inactive channels are masked (dt = 0 and no output
+      // gradient, so the adjoint passes through and nothing is accumulated): branches per element would keep the
+      // compiler from interleaving the elements' independent softplus and sigmoid chains.
+      float dt[kItems], dsp[kItems], dy[kItems], dzf[kItems];
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) dt[i] = in[1][i] + s_bias;
+      if (p.delta_softplus) {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) softplus_sigmoid(dt[i], dt[i], dsp[i]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) dsp[i] = 1.f;
+      }
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        dy[i] = in[2][i];
+        dzf[i] = 0.f;
+      }
+      if (p.has_z) {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          const float z = in[3][i];
+          const float sg = sigmoidf_fast(z);
+          dy[i] = in[2][i] * z * sg;
+          dzf[i] = in[2][i] * sg * fmaf(z, 1.f - sg, 1.f);
+        }
+      }
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         const int t = c_off + i;
-        float dt = 0.f, uu = 0.f, dy = 0.f, dsp = 0.f, dzf = 0.f;
-        // Padded steps and inactive channels: dt = 0 and no output gradient, so the adjoint passes through and
-        // nothing is accumulated.
-        if (s_active && t0 + t < L) {
-          const float x = in[1][i] + s_bias;
-          if (p.delta_softplus) {
-            softplus_sigmoid(x, dt, dsp);
-          } else {
-            dt = x;
-            dsp = 1.f;
-          }
-          uu = in[0][i];
-          dy = in[2][i];
-          if (p.has_z) {
-            const float z = in[3][i];
-            const float sg = sigmoidf_fast(z);
-            dy = in[2][i] * z * sg;
-            dzf = in[2][i] * sg * fmaf(z, 1.f - sg, 1.f);
-          }
-        }
-        sE[t * kBfEPitch + cs] = make_float4(dt, dt * uu, dy, uu);
-        sF[t * kBfFPitch + cs] = make_float2(dsp, dzf);
+        const bool ok = s_active && t0 + t < L;
+        const float uu = ok ? in[0][i] : 0.f, d = ok ? dt[i] : 0.f;
+        sE[t * kBfEPitch + cs] = make_float4(d, d * uu, ok ? dy[i] : 0.f, uu);
+        sF[t * kBfFPitch + cs] = make_float2(ok ? dsp[i] : 0.f, ok ? dzf[i] : 0.f);
       }
     }
     __syncthreads();
@@ -722,17 +736,26 @@ __global__ void __launch_bounds__(kBfThreads) selective_scan_bwd_summary_kernel(
       load_items<Io>(row(1), t0 + c_off, L, vec_dl, x);
       load_items<Io>(row(2), t0 + c_off, L, vec_dout, dout);
       if (p.has_z) load_items<Io>(row(3), t0 + c_off, L, vec_z, z);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) x[i] = dout[i] = z[i] = 0.f;
+    }
+    // Converted without a branch per element (their independent chains interleave), then masked: padded steps and
+    // inactive channels get decay 1 and no input, so the adjoint passes through.
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) x[i] += s_bias;
+    if (p.delta_softplus) {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) x[i] = softplusf(x[i]);
+    }
+    if (p.has_z) {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) dout[i] = dout[i] * z[i] * sigmoidf_fast(z[i]);
     }
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      float dt = 0.f, dy = 0.f;
-      // Padded steps and inactive channels: decay 1 and no input, so the adjoint passes through.
-      if (s_active && t0 + c_off + i < L) {
-        const float v = x[i] + s_bias;
-        dt = p.delta_softplus ? softplusf(v) : v;
-        dy = p.has_z ? dout[i] * z[i] * sigmoidf_fast(z[i]) : dout[i];
-      }
-      sEy[(c_off + i) * kBfChannels + cs] = make_float2(dt, dy);
+      const bool ok = s_active && t0 + c_off + i < L;
+      sEy[(c_off + i) * kBfChannels + cs] = make_float2(ok ? x[i] : 0.f, ok ? dout[i] : 0.f);
     }
   };
   // The reverse recurrence over the staged chunk.

@@ -427,22 +427,35 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
       }
   };
   auto convert_x = [&](int t0) {
+    constexpr int R = Lay::kLaneRuns;
+    float u[R][E], v[R][E], z[R][E];
 #pragma unroll
-    for (int k = 0; k < Lay::kLaneRuns; ++k) {
-      float u[E], x[E], z[E];
-      raw_run_to_float<Io>(sRawX + (0 * 8 + xc[k]) * T + xt[k], u);
-      raw_run_to_float<Io>(sRawX + (1 * 8 + xc[k]) * T + xt[k], x);
-      if (use_z) raw_run_to_float<Io>(sRawX + (2 * 8 + xc[k]) * T + xt[k], z);
+    for (int k = 0; k < R; ++k) {
+      raw_run_to_float<Io>(sRawX + (0 * 8 + xc[k]) * T + xt[k], u[k]);
+      raw_run_to_float<Io>(sRawX + (1 * 8 + xc[k]) * T + xt[k], v[k]);
+      if (use_z) raw_run_to_float<Io>(sRawX + (2 * 8 + xc[k]) * T + xt[k], z[k]);
+#pragma unroll
+      for (int i = 0; i < E; ++i) v[k][i] += xbias[k];
+    }
+    // One branch around all of the lane's softplus evaluations, not one per element: the compiler then interleaves
+    // their independent FMA chains (with a branch per element each ~25-deep chain ran alone: ncu, S3 bf16, 40% of
+    // the summary pass's and 26% of the main pass's stall samples were in this conversion).
+    if (p.delta_softplus) {
+#pragma unroll
+      for (int k = 0; k < R; ++k)
+#pragma unroll
+        for (int i = 0; i < E; ++i) v[k][i] = kSummary ? softplusf_fma(v[k][i]) : softplusf(v[k][i]);
+    }
+#pragma unroll
+    for (int k = 0; k < R; ++k) {
       float dt[E], dtu[E];
       float2 dg[E];
 #pragma unroll
       for (int i = 0; i < E; ++i) {
-        float v = x[i] + xbias[k];
-        if (p.delta_softplus) v = kSummary ? softplusf_fma(v) : softplusf(v);
         // Steps past L and inactive channels: dt = 0 (decay 1, no input), so the state passes through.
-        dt[i] = (xin[k] && t0 + xt[k] + i < L) ? v : 0.f;
-        dtu[i] = dt[i] * u[i];
-        if constexpr (!kSummary) dg[i] = make_float2(xD[k] * u[i], use_z ? silu_fast(z[i]) : 1.f);
+        dt[i] = (xin[k] && t0 + xt[k] + i < L) ? v[k][i] : 0.f;
+        dtu[i] = dt[i] * u[k][i];
+        if constexpr (!kSummary) dg[i] = make_float2(xD[k] * u[k][i], use_z ? silu_fast(z[k][i]) : 1.f);
       }
       float4* pdt = reinterpret_cast<float4*>(sDt + xc[k] * kFastPitch + xt[k]);
       float4* pdtu = reinterpret_cast<float4*>(sDtu + xc[k] * kFastPitch + xt[k]);
