@@ -512,13 +512,12 @@ __global__ void selective_scan_bwd_finish_kernel(const SelectiveScanParams p, co
        i += static_cast<size_t>(ch_blocks) * blockDim.x) {
     const size_t d = i / N;
     const int n = static_cast<int>(i % N);
-    const size_t dn = static_cast<size_t>(p.dim) * N;
     // dD and ddelta_bias by the channel's first two threads (one when N = 1), beside their dA; every sum is formed
     // before the first store so that all their loads can be in flight together.
     const bool do_D = p.has_D && n == 0, do_db = p.has_delta_bias && n == (N > 1 ? 1 : 0);
-    const float sA = ordered_sum(0.f, ws.dA_part + i, p.batch, dn, ws.segments, bdn);  // batch rows, then segments
-    const float sB = p.is_variable_B ? 0.f : ordered_sum(0.f, ws.dBi_part + i, p.batch, dn, 1, 0);
-    const float sC = p.is_variable_C ? 0.f : ordered_sum(0.f, ws.dCi_part + i, p.batch, dn, 1, 0);
+    const float sA = ordered_sum(0.f, ws.dA_part + i, p.batch, total, ws.segments, bdn);  // batch rows, then segments
+    const float sB = p.is_variable_B ? 0.f : ordered_sum(0.f, ws.dBi_part + i, p.batch, total, 1, 0);
+    const float sC = p.is_variable_C ? 0.f : ordered_sum(0.f, ws.dCi_part + i, p.batch, total, 1, 0);
     const float sD = do_D ? ordered_sum(0.f, ws.dD_part + d, p.batch, p.dim, ws.segments, bd) : 0.f;
     const float sb = do_db ? ordered_sum(0.f, ws.ddb_part + d, p.batch, p.dim, ws.segments, bd) : 0.f;
     p.dA[i] = sA;

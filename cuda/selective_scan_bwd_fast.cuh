@@ -323,12 +323,10 @@ __global__ void __launch_bounds__(kBfThreads, MAMBA_SS_BWD_FAST_MIN_BLOCKS) sele
   // red, not atomicAdd (see red_add): ncu, S2, chained: a returning atom per flush, long-scoreboard stalls 0.47 per
   // issued instruction against S1's 0.28.
   auto flush = [&](int t0g, const float (&v)[kBfRed]) {
-#if __CUDA_ARCH__ >= 900
     if (vec_acc && t0g + kBfRed <= L) {
       red_add4(r_acc + t0g, make_float4(v[0], v[1], v[2], v[3]));
       return;
     }
-#endif
 #pragma unroll
     for (int k = 0; k < kBfRed; ++k)
       if (t0g + k < L) red_add(r_acc + t0g + k, v[k]);
