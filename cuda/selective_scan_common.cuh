@@ -316,36 +316,6 @@ __device__ __forceinline__ void softplus_sigmoid(float x, float& sp, float& sg) 
   sg = x >= 0.f ? r : e * r;
 }
 
-// 2^x for x <= 0 without MUFU: x = i + f with i = rint(x) (the 1.5 * 2^23 rounding trick) and f in [-0.5, 0.5],
-// 2^f by a degree-5 minimax polynomial, 2^i added to the exponent field. Worst relative error 2.1e-7 over every
-// float in [-125, 0] (host check with fmaf, as ex2.approx's 2 ulp); 11 FMA/ALU-pipe instructions. Arguments below
-// -125 (and NaN, -inf) give 2^-125 (2.4e-38) and above 127 give ~2^127 rather than inf: the clamps keep 2^i's
-// exponent field in range. (A decay's argument A * dt is <= 0 unless A > 0, where the state overflows anyway.)
-__device__ __forceinline__ float exp2_fma(float x) {
-  x = fminf(fmaxf(x, -125.f), 127.f);
-  const float t = x + 12582912.f;
-  const float i = t - 12582912.f;
-  const float f = x - i;
-  float q = 0.0013276467f;
-  q = fmaf(q, f, 0.0096755419f);
-  q = fmaf(q, f, 0.055507135f);
-  q = fmaf(q, f, 0.24022120f);
-  q = fmaf(q, f, 0.69314694f);
-  q = fmaf(q, f, 1.0000001f);
-  // The low bits of t hold i (two's complement); shifted into the exponent field the bias bits of t drop out.
-  return __uint_as_float(__float_as_uint(q) + (__float_as_uint(t) << 23));
-}
-
-// softplus with its exp on the FMA pipe (exp2_fma) instead of the MUFU pipe: used by the forward's summary pass,
-// whose step loop keeps the MUFU pipe busy (H200, S3 bf16: with its B as fp32 rows, pass 1 142 -> 136 us). The
-// other conversions of the split passes on the FMA pipe (the backward summary's softplus and sigmoid, the main
-// pass's softplus and gate) were measured neutral or slower (docs/perf.md, ninth session). NaN propagates through
-// the select (not fmaxf, which would drop it); below x = -86.6 the result is ~2.4e-38 rather than e^x or 0 (no
-// effect on a decay or an input term).
-__device__ __forceinline__ float softplusf_fma(float x) {
-  return (x <= 0.f ? 0.f : x) + log1p_unit(exp2_fma(-fabsf(x) * kLog2e));
-}
-
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);

@@ -439,12 +439,14 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     }
     // One branch around all of the lane's softplus evaluations, not one per element: the compiler then interleaves
     // their independent FMA chains (with a branch per element each ~25-deep chain ran alone: ncu, S3 bf16, 40% of
-    // the summary pass's and 26% of the main pass's stall samples were in this conversion).
+    // the summary pass's and 26% of the main pass's stall samples were in this conversion). Both passes take the
+    // exp on the MUFU pipe: with the chains interleaved, the summary pass's FMA-pipe exp (session 9) became 1.5%
+    // slower at S3 bf16 (H200, session 11).
     if (p.delta_softplus) {
 #pragma unroll
       for (int k = 0; k < R; ++k)
 #pragma unroll
-        for (int i = 0; i < E; ++i) v[k][i] = kSummary ? softplusf_fma(v[k][i]) : softplusf(v[k][i]);
+        for (int i = 0; i < E; ++i) v[k][i] = softplusf(v[k][i]);
     }
 #pragma unroll
     for (int k = 0; k < R; ++k) {
