@@ -904,14 +904,15 @@ inline size_t bwd_chain_ints(const SelectiveScanParams& p, const BwdFastPlan& pl
   return plan.chained ? bwd_chain_ints(p, plan.segments) : 0;
 }
 
-// ws: laid out for the plan's segments (bwd_workspace_layout), dB/dC accumulators zeroed.
+// ws: laid out for the plan's segments (bwd_workspace_layout); dB/dC accumulators zeroed unless the summary pass runs
+// (bwd_summary_zeroes), which zeroes them itself.
 template <DType kType>
 void selective_scan_bwd_fast_launch(const SelectiveScanParams& p, const BwdWorkspace& ws, cudaStream_t stream) {
   const dim3 g = bwd_fast_grid(p);
   if (ws.chain != nullptr) {
     cudaError_t e = cudaMemsetAsync(ws.chain, 0, bwd_chain_ints(p, ws.segments) * sizeof(int), stream);
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));
-  } else if (ws.segments > 1) {
+  } else if (bwd_summary_zeroes(ws)) {
     selective_scan_bwd_summary_kernel<IO<kType>><<<dim3(g.x, g.y, ws.segments - 1), kBfThreads, 0, stream>>>(p, ws);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_bwd_cuda: ") + cudaGetErrorString(e));

@@ -395,8 +395,8 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   // The summary pass needs neither z nor C.
   const bool use_z = !kSummary && p.has_z;
   // B as fp32 (t, 16) rows: always for fp32 inputs; for 16-bit inputs in the summary pass, whose B alone fits the
-  // 16-bit (t, 64-byte) buffer as fp32, so its step loop loads 4 floats instead of widening 4 16-bit values (with
-  // softplus's exp on the FMA pipe: pass 1 142 -> 136 us at S3 bf16, H200).
+  // 16-bit (t, 64-byte) buffer as fp32, so its step loop loads 4 floats instead of widening 4 16-bit values (H200,
+  // S3 bf16, together with a softplus since dropped: pass 1 142 -> 136 us).
   constexpr bool kWideB = Lay::kWideBC || kSummary;
   static_assert(Lay::kWideBC || kFastChunk * 16 * 4 <= Lay::kBCBufBytes, "fp32 B fits the 16-bit buffer");
 
