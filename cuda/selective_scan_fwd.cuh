@@ -86,11 +86,17 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
       for (int i = 0; i < kItems; ++i) u[i] = dt[i] = 0.f;
     }
 #pragma unroll
+    for (int i = 0; i < kItems; ++i) dt[i] += bias;
+    // One uniform branch around all of the lane's softplus evaluations: with `if` per element the compiler kept a
+    // branch around each and their FMA chains ran one after another (the fast kernels' conversion, session 11).
+    if (p.delta_softplus) {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) dt[i] = softplusf(dt[i]);
+    }
+#pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      float x = dt[i] + bias;
-      if (p.delta_softplus) x = softplusf(x);
       // Steps past L (and inactive channels) get dt = 0: decay 1, no input, so the state passes through.
-      dt[i] = (ct.active && t0 + i < L) ? x : 0.f;
+      dt[i] = (ct.active && t0 + i < L) ? dt[i] : 0.f;
       dtu[i] = dt[i] * u[i];
       y[i] = 0.f;
     }
