@@ -603,16 +603,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
         unpack4(dt4[k], dts);
         unpack4(dtu4[k], dtus);
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          float4 bv;
-          if constexpr (kWideB) {
-            bv = sB4[4 * (4 * k + s)];
-          } else {
-            const uint2 w = *reinterpret_cast<const uint2*>(sBC16 + 4 * (4 * k + s));
-            bv = widen4<Io>(w.x, w.y);
-          }
-          state_step4(h, A2, dts[s], dtus[s], bv);
-        }
+        for (int s = 0; s < 4; ++s) state_step4(h, A2, dts[s], dtus[s], sB4[4 * (4 * k + s)]);  // B as fp32 (kWideB)
         csum += (dts[0] + dts[1]) + (dts[2] + dts[3]);
       }
       dt_sum += csum;
