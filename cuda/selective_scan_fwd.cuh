@@ -11,6 +11,7 @@
 // time with lane = (channel, 4 states), see its own comment below. Design: docs/kernels/selective_scan.md.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include "selective_scan_common.cuh"
@@ -285,12 +286,23 @@ struct FastLayout {
 //           the summaries of segments 0 .. k-1 (h = exp2(A2 * S_k') * h + h_loc_k', from initial_state or 0;
 //           at most a few dozen steps, so no separate carry kernel and no h_in buffer), then runs the normal
 //           fast forward over its steps: out, the checkpoints inside its range, and last_state (last segment).
+// Head (`head`): segment 0 is shorter (head_len steps) and needs no summary. Its forward runs beside pass 1 (the
+// summaries of segments 1 .. count-2), on the slots that pass 1 leaves free, and stores its true end state in
+// summary slot 0; pass 2 then runs segments 1 .. count-1 from that state. With K - 1 summaries and K mains in one
+// wave each the split costs c1 s + c2 s (c1, c2: summary and forward time per step, s the segment length); the
+// head takes segment 0's forward out of pass 2 and its summary out of pass 1, so s shrinks by about c1 / c2 of a
+// segment (S3: K - 1 = 11 segments of 44 chunks and a head of 28, not 11 of 47 and a summary of 10 of them).
 // Unsplit (count 1, seg_len >= L) the kernel is exactly the unsegmented fast forward.
 struct FwdSegments {
-  int seg_len = 0;        // steps per segment, a multiple of kFastChunk
+  int seg_len = 0;        // steps per segment after the first, a multiple of kFastChunk
   int count = 1;          // segments
-  float* h_loc = nullptr; // (count - 1, batch, dim, 16) fp32: local end states of segments 0 .. count-2
-  float* sdt = nullptr;   // (count - 1, batch, dim) fp32: sum of dt over each of those segments
+  float* h_loc = nullptr; // (count - 1, batch, dim, 16) fp32: local end states of segments 0 .. count-2 (head:
+                          // slot 0 is the true state after segment 0)
+  float* sdt = nullptr;   // (count - 1, batch, dim) fp32: sum of dt over each of those segments (head: slot 0 unused)
+  int head_len = 0;       // steps of segment 0 (seg_len when !head)
+  int first = 0;          // segment of blockIdx.z 0 in this launch
+  bool head = false;
+  __host__ __device__ int start(int k) const { return k == 0 ? 0 : head_len + (k - 1) * seg_len; }
 };
 
 // Segments shorter than this are not chosen automatically: the per-block prologue and the summary walk would
@@ -314,8 +326,16 @@ inline size_t fwd_workspace_layout(const SelectiveScanParams& p, int count, char
 struct FwdPlan {
   bool fast = false;
   int segments = 1;
-  int seg_len = 0;
+  int seg_len = 0;   // steps of each segment after the head
+  int head_len = 0;  // steps of segment 0 (split plans)
 };
+
+// Head length / segment length of split plans: about the summary pass's time per step over the forward's (H200,
+// S3 bf16: pass 1 134 us for 10 segments, pass 2 197 us for 11), so that the head's forward ends with pass 1.
+#ifndef MAMBA_SS_FWD_HEAD_RATIO
+#define MAMBA_SS_FWD_HEAD_RATIO 0.68f
+#endif
+constexpr float kFwdHeadRatio = MAMBA_SS_FWD_HEAD_RATIO;
 
 inline bool fwd_fast_eligible(const SelectiveScanParams& p) {
   return MAMBA_SS_FWD_FAST && p.dstate == 16 && p.is_variable_B && p.is_variable_C;
@@ -362,7 +382,9 @@ __device__ __forceinline__ float silu_fast(float z) { return z * sigmoidf_fast(z
 
 // kSummary: pass 1 of a split forward (see FwdSegments): no C, z, y, out, checkpoints or last_state; writes the
 // segment's local end state and sum of dt. Otherwise the forward over the block's segment (all of L unsplit).
-template <class Io, bool kSummary, int kMinBlocks>
+// kSplit: a launch of a split plan (head, summaries, segments after the head); the unsplit forward (S1, S2) keeps
+// the code without the head's cases (with them its bf16 step loop ran 1.5% slower on the H200: register allocation).
+template <class Io, bool kSummary, int kMinBlocks, bool kSplit = kSummary>
 __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     selective_scan_fwd_fast_kernel(const SelectiveScanParams p, const FwdSegments seg) {
   using raw = typename Io::raw;
@@ -377,8 +399,9 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int ch0 = tile * kFastChannels + warp * 8;  // the warp's first channel inside group g
   // The block's time segment: whole chunks [ck_begin, ck_end), steps [t_begin, t_end).
-  const int kseg = blockIdx.z;
-  const int ck_begin = kseg * seg.seg_len / T, ck_end = (min(L, (kseg + 1) * seg.seg_len) + T - 1) / T;
+  const int kseg = kSplit ? seg.first + blockIdx.z : blockIdx.z;
+  const int ck_begin = kSplit ? seg.start(kseg) / T : kseg * seg.seg_len / T;
+  const int ck_end = (min(L, kSplit ? seg.start(kseg + 1) : (kseg + 1) * seg.seg_len) + T - 1) / T;
 
   float* sBC = reinterpret_cast<float*>(smem + Lay::kBC);       // 2 chunk buffers of kBCBufBytes (FastLayout)
   constexpr int kBCBufFloats = Lay::kBCBufBytes / 4;
@@ -559,10 +582,17 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   cp_async_commit();
   if constexpr (!kSummary) {
     // The state entering the segment, while the first chunk's copies are in flight: segments 0 .. kseg-1 in
-    // order, h = exp2(A2 * sum dt) * h + h_loc (their summaries from pass 1; nothing to do for segment 0).
+    // order, h = exp2(A2 * sum dt) * h + h_loc (their summaries from pass 1; nothing to do for segment 0). With a
+    // head, from the head's true end state (slot 0) through segments 1 .. kseg-1.
     if (l_active) {
+      int s0 = 0;
+      if (kSplit && seg.head && kseg > 0) {
+        const float4 h0 = *reinterpret_cast<const float4*>(seg.h_loc + bdl * N + 4 * j);
+        h[0] = h0.x, h[1] = h0.y, h[2] = h0.z, h[3] = h0.w;
+        s0 = 1;
+      }
 #pragma unroll 4
-      for (int s = 0; s < kseg; ++s) {
+      for (int s = s0; s < kseg; ++s) {
         const size_t o = static_cast<size_t>(s) * p.batch * p.dim + bdl;
         carry_segment(h, A2, seg.sdt[o], *reinterpret_cast<const float4*>(seg.h_loc + o * N + 4 * j));
       }
@@ -672,10 +702,17 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
   }
   if (!l_active) return;
   if constexpr (kSummary) {
-    const size_t o = static_cast<size_t>(blockIdx.z) * p.batch * p.dim + bdl;
+    const size_t o = static_cast<size_t>(kseg) * p.batch * p.dim + bdl;
     *reinterpret_cast<float4*>(seg.h_loc + o * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
     if (j == 0) seg.sdt[o] = dt_sum;
-  } else if (p.last_state != nullptr && blockIdx.z == gridDim.z - 1) {  // pass 2 runs all seg.count segments
+  } else if constexpr (kSplit) {
+    if (seg.head && kseg == 0 && seg.count > 1)  // the head's end state: slot 0
+      *reinterpret_cast<float4*>(seg.h_loc + bdl * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
+    if (p.last_state != nullptr && kseg == seg.count - 1) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) p.last_state[bdl * N + 4 * j + q] = h[q];
+    }
+  } else if (p.last_state != nullptr && blockIdx.z == gridDim.z - 1) {  // unsplit: the one segment
 #pragma unroll
     for (int q = 0; q < 4; ++q) p.last_state[bdl * N + 4 * j + q] = h[q];
   }
@@ -735,9 +772,22 @@ FwdPlan fwd_plan(const SelectiveScanParams& p, bool split_ok) {
     want = static_cast<int>(std::max(1L, std::min({by_wave, by_len, 1024L})));
   }
   if (!split_ok) want = 1;
-  const int seg_chunks = (n_chunks + want - 1) / want;
-  plan.segments = (n_chunks + seg_chunks - 1) / seg_chunks;
-  plan.seg_len = seg_chunks * kFastChunk;
+  plan.segments = 1;
+  plan.seg_len = plan.head_len = n_chunks * kFastChunk;
+  // Split: a head (segment 0, shorter, no summary) and m segments of s chunks (the last may be partial). The
+  // automatic plan keeps m = the wave's segment count: pass 1 (head forward + m - 1 summaries) and pass 2 (m
+  // forwards) each fill one wave. A forced count k is the head and k - 1 segments.
+  const int m = p.scan_segments > 0 ? want - 1 : want;
+  if (want > 1 && m >= 1 && n_chunks > 1) {
+    const int s = std::max(1, static_cast<int>(std::ceil(n_chunks / (m + kFwdHeadRatio))));
+    int h = n_chunks - m * s;
+    if (h < 1) h = std::max(1, std::min(s, static_cast<int>(std::lround(kFwdHeadRatio * s))));
+    if (h < n_chunks) {
+      plan.segments = 1 + (n_chunks - h + s - 1) / s;
+      plan.seg_len = s * kFastChunk;
+      plan.head_len = h * kFastChunk;
+    }
+  }
   plan.fast = big || plan.segments > 1 || p.scan_segments > 0;
   if (!plan.fast) plan = FwdPlan{};
   return plan;
@@ -758,9 +808,34 @@ size_t selective_scan_fwd_workspace(const SelectiveScanParams& p) {
   return plan.fast ? fwd_workspace_layout(p, plan.segments, nullptr, nullptr) : 0;
 }
 
-template <DType kType, bool kSummary, int kMinBlocks = kFastMinBlocks>
+inline void fwd_check(cudaError_t e) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
+}
+
+// A second stream and two events per device for the split forward's head (created once, never destroyed: they
+// live as long as the process's CUDA context).
+struct FwdAux {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+};
+inline FwdAux& fwd_aux() {
+  constexpr int kMaxDevices = 16;
+  static FwdAux aux[kMaxDevices];
+  int dev = 0;
+  fwd_check(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= kMaxDevices) throw std::runtime_error("selective_scan_fwd_cuda: device index out of range");
+  FwdAux& a = aux[dev];
+  if (a.stream == nullptr) {
+    fwd_check(cudaStreamCreateWithFlags(&a.stream, cudaStreamNonBlocking));
+    fwd_check(cudaEventCreateWithFlags(&a.fork, cudaEventDisableTiming));
+    fwd_check(cudaEventCreateWithFlags(&a.join, cudaEventDisableTiming));
+  }
+  return a;
+}
+
+template <DType kType, bool kSummary, int kMinBlocks = kFastMinBlocks, bool kSplit = kSummary>
 void fwd_fast_launch_pass(const SelectiveScanParams& p, const FwdSegments& seg, int segments, cudaStream_t stream) {
-  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, kSummary, kMinBlocks>;
+  auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, kSummary, kMinBlocks, kSplit>;
   const int smem = FastLayout<IO<kType>>::kBytes;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
@@ -774,10 +849,26 @@ void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan&
                                     cudaStream_t stream) {
   FwdSegments seg;
   seg.seg_len = plan.seg_len;
+  seg.head_len = plan.head_len;
   seg.count = plan.segments;
   if (plan.segments > 1) {
     fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
-    fwd_fast_launch_pass<kType, true>(p, seg, plan.segments - 1, stream);  // summaries of segments 0 .. K-2
+    seg.head = true;
+    // The head's forward on a second stream, beside the summaries of segments 1 .. K-2 (pass 1); pass 2 (segments
+    // 1 .. K-1) after both.
+    FwdAux& aux = fwd_aux();
+    fwd_check(cudaEventRecord(aux.fork, stream));
+    fwd_check(cudaStreamWaitEvent(aux.stream, aux.fork, 0));
+    fwd_fast_launch_pass<kType, false, kFastMinBlocks, true>(p, seg, 1, aux.stream);
+    fwd_check(cudaEventRecord(aux.join, aux.stream));
+    if (plan.segments > 2) {
+      FwdSegments s1 = seg;
+      s1.first = 1;
+      fwd_fast_launch_pass<kType, true>(p, s1, plan.segments - 2, stream);
+    }
+    fwd_check(cudaStreamWaitEvent(stream, aux.join, 0));
+    seg.first = 1;
+    return fwd_fast_launch_pass<kType, false, kFastMinBlocks, true>(p, seg, plan.segments - 1, stream);
   }
   if constexpr (kType == DType::Float32) {
     const dim3 g = fwd_fast_grid(p, 1);

@@ -100,9 +100,9 @@ bool run(const Case& c, uint64_t seed) {
       }
     }
   const bool ok = !nan && worst_o <= 1 && worst_l <= 1 && worst_c <= 1;
-  printf("%s %s b%d d%d L%d g%d D%d z%d bias%d sp%d h0%d segs%d -> fast %d K %d seg_len %d ws %zu | out x%.3f last x%.3f ckpt x%.3f%s\n",
+  printf("%s %s b%d d%d L%d g%d D%d z%d bias%d sp%d h0%d segs%d -> fast %d K %d head %d seg_len %d ws %zu | out x%.3f last x%.3f ckpt x%.3f%s\n",
          ok ? "PASS" : "FAIL", kT == DType::Float32 ? "fp32" : kT == DType::Float16 ? "fp16" : "bf16", c.batch, c.dim, c.L, c.groups, c.D, c.z, c.bias, c.sp,
-         c.h0, c.segs, plan.fast, plan.segments, plan.seg_len, wsb, worst_o, worst_l, worst_c, nan ? " NaN" : "");
+         c.h0, c.segs, plan.fast, plan.segments, plan.head_len, plan.seg_len, wsb, worst_o, worst_l, worst_c, nan ? " NaN" : "");
   fflush(stdout);
   return ok;
 }
