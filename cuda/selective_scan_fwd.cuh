@@ -180,18 +180,20 @@ __global__ void __launch_bounds__(kThreads, MAMBA_SS_FWD_MIN_BLOCKS)
     for (int n = lane * kSplit + ct.part; n < N; n += 32 * kSplit) p.last_state[bd * N + n] = sCarry[n];
 }
 
+// Host: a failed CUDA call of the forward's launchers as a catchable error naming the op.
+inline void fwd_check(cudaError_t e) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
+}
+
 template <DType kType, int kSplit>
 void selective_scan_fwd_launch_split(const SelectiveScanParams& p, cudaStream_t stream) {
   auto kernel = selective_scan_fwd_kernel<IO<kType>, kSplit>;
   const size_t smem = fwd_smem_bytes(p.dstate, kSplit, SlabStager<IO<kType>>::kRawBytes);
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
-  }
+  if (smem > 48 * 1024)
+    fwd_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(p.n_groups * tiles_per_group(p, kSplit), p.batch);
   kernel<<<grid, kThreads, smem, stream>>>(p);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
+  fwd_check(cudaGetLastError());
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -808,10 +810,6 @@ size_t selective_scan_fwd_workspace(const SelectiveScanParams& p) {
   return plan.fast ? fwd_workspace_layout(p, plan.segments, nullptr, nullptr) : 0;
 }
 
-inline void fwd_check(cudaError_t e) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
-}
-
 // A second stream and two events per device for the split forward's head (created once, never destroyed: they
 // live as long as the process's CUDA context).
 struct FwdAux {
@@ -837,11 +835,9 @@ template <DType kType, bool kSummary, int kMinBlocks = kFastMinBlocks, bool kSpl
 void fwd_fast_launch_pass(const SelectiveScanParams& p, const FwdSegments& seg, int segments, cudaStream_t stream) {
   auto kernel = selective_scan_fwd_fast_kernel<IO<kType>, kSummary, kMinBlocks, kSplit>;
   const int smem = FastLayout<IO<kType>>::kBytes;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
+  fwd_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   kernel<<<fwd_fast_grid(p, segments), kFastThreads, smem, stream>>>(p, seg);
-  e = cudaGetLastError();
-  if (e != cudaSuccess) throw std::runtime_error(std::string("selective_scan_fwd_cuda: ") + cudaGetErrorString(e));
+  fwd_check(cudaGetLastError());
 }
 
 template <DType kType>
@@ -861,13 +857,9 @@ void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan&
     fwd_check(cudaStreamWaitEvent(aux.stream, aux.fork, 0));
     fwd_fast_launch_pass<kType, false, kFastMinBlocks, true>(p, seg, 1, aux.stream);
     fwd_check(cudaEventRecord(aux.join, aux.stream));
-    if (plan.segments > 2) {
-      FwdSegments s1 = seg;
-      s1.first = 1;
-      fwd_fast_launch_pass<kType, true>(p, s1, plan.segments - 2, stream);
-    }
+    seg.first = 1;  // both launches below start at segment 1
+    if (plan.segments > 2) fwd_fast_launch_pass<kType, true>(p, seg, plan.segments - 2, stream);
     fwd_check(cudaStreamWaitEvent(stream, aux.join, 0));
-    seg.first = 1;
     return fwd_fast_launch_pass<kType, false, kFastMinBlocks, true>(p, seg, plan.segments - 1, stream);
   }
   if constexpr (kType == DType::Float32) {
