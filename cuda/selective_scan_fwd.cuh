@@ -288,9 +288,9 @@ struct FastLayout {
 //           the summaries of segments 0 .. k-1 (h = exp2(A2 * S_k') * h + h_loc_k', from initial_state or 0;
 //           at most a few dozen steps, so no separate carry kernel and no h_in buffer), then runs the normal
 //           fast forward over its steps: out, the checkpoints inside its range, and last_state (last segment).
-// Head (`head`): segment 0 is shorter (head_len steps) and needs no summary. Its forward runs beside pass 1 (the
-// summaries of segments 1 .. count-2), on the slots that pass 1 leaves free, and stores its true end state in
-// summary slot 0; pass 2 then runs segments 1 .. count-1 from that state. With K - 1 summaries and K mains in one
+// Head: in every split plan segment 0 is shorter (head_len steps) and needs no summary. Its forward runs beside
+// pass 1 (the summaries of segments 1 .. count-2), on the slots that pass 1 leaves free, and stores its true end
+// state in summary slot 0; pass 2 then runs segments 1 .. count-1 from that state. With K - 1 summaries and K mains in one
 // wave each the split costs c1 s + c2 s (c1, c2: summary and forward time per step, s the segment length); the
 // head takes segment 0's forward out of pass 2 and its summary out of pass 1, so s shrinks by about c1 / c2 of a
 // segment (S3: K - 1 = 11 segments of 44 chunks and a head of 28, not 11 of 47 and a summary of 10 of them).
@@ -301,9 +301,8 @@ struct FwdSegments {
   float* h_loc = nullptr; // (count - 1, batch, dim, 16) fp32: local end states of segments 0 .. count-2 (head:
                           // slot 0 is the true state after segment 0)
   float* sdt = nullptr;   // (count - 1, batch, dim) fp32: sum of dt over each of those segments (head: slot 0 unused)
-  int head_len = 0;       // steps of segment 0 (seg_len when !head)
+  int head_len = 0;       // steps of segment 0 (seg_len when unsplit)
   int first = 0;          // segment of blockIdx.z 0 in this launch
-  bool head = false;
   __host__ __device__ int start(int k) const { return k == 0 ? 0 : head_len + (k - 1) * seg_len; }
 };
 
@@ -588,7 +587,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     // head, from the head's true end state (slot 0) through segments 1 .. kseg-1.
     if (l_active) {
       int s0 = 0;
-      if (kSplit && seg.head && kseg > 0) {
+      if (kSplit && kseg > 0) {
         const float4 h0 = *reinterpret_cast<const float4*>(seg.h_loc + bdl * N + 4 * j);
         h[0] = h0.x, h[1] = h0.y, h[2] = h0.z, h[3] = h0.w;
         s0 = 1;
@@ -708,7 +707,7 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     *reinterpret_cast<float4*>(seg.h_loc + o * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
     if (j == 0) seg.sdt[o] = dt_sum;
   } else if constexpr (kSplit) {
-    if (seg.head && kseg == 0 && seg.count > 1)  // the head's end state: slot 0
+    if (kseg == 0)  // the head's end state: slot 0 (every split plan has a head)
       *reinterpret_cast<float4*>(seg.h_loc + bdl * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
     if (p.last_state != nullptr && kseg == seg.count - 1) {
 #pragma unroll
@@ -849,7 +848,6 @@ void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan&
   seg.count = plan.segments;
   if (plan.segments > 1) {
     fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
-    seg.head = true;
     // The head's forward on a second stream, beside the summaries of segments 1 .. K-2 (pass 1); pass 2 (segments
     // 1 .. K-1) after both.
     FwdAux& aux = fwd_aux();

@@ -10,6 +10,7 @@
 //   --sweep [S1|S2|S3]  the bench shapes (or one) with the time-segment count forced (p.scan_segments) from 1 to 64
 //             and automatic (K 0), the backward's hand-off forced to the summary pass and (K <= 16) to the chained
 //             one (p.scan_bwd_chain): fwd, bwd and fwd+bwd times, the data behind the segment plans.
+//   --mix     the S3 split's summary and forward launches (bf16), alone and co-running on two streams (run_mix).
 // Shapes follow native/params.h: u/delta/z/out (batch, dim, L), A (dim, N), B/C (batch, G, N, L) or (dim, N).
 #include <cuda_runtime.h>
 #include <algorithm>
@@ -23,8 +24,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <functional>
 #include "../../native/half.h"
 #include "../selective_scan.h"
+#include "../selective_scan_fwd.cuh"
 
 using namespace mamba;
 
@@ -840,10 +843,87 @@ void run_sweep(const char* only) {
   }
 }
 
+
+// Co-running probe for the S3 split (bf16): do the summary pass (MUFU-bound) and the forward pass (issue-bound)
+// get more done sharing the SMs than in separate waves? Two half-S3 problems X and Y (1, 768, 16384), each planned
+// as S3 is (a head and 11 segments of 44 chunks), and S3 itself; launches timed alone and in pairs on two streams
+// (median of 30 after 10 warm-up runs, ms). "a | b": a on one stream, b on the other, b launched second.
+void run_mix() {
+  using namespace mamba::ss;
+  constexpr DType kT = DType::BFloat16;
+  BenchSetup X = bench_setup(1, 768, 16384, kT, 12), Y = bench_setup(1, 768, 16384, kT, 12),
+             F = bench_setup(1, 1536, 16384, kT, 12);
+  auto segs = [](BenchSetup& s) {
+    const FwdPlan plan = fwd_plan<kT>(s.p, true);
+    FwdSegments seg;
+    seg.seg_len = plan.seg_len;
+    seg.head_len = plan.head_len;
+    seg.count = plan.segments;
+    fwd_workspace_layout(s.p, plan.segments, static_cast<char*>(s.dv.fws.p), &seg);
+    seg.first = 1;
+    printf("plan: %d segments, seg_len %d, head %d\n", plan.segments, plan.seg_len, plan.head_len);
+    return seg;
+  };
+  const FwdSegments sx = segs(X), sy = segs(Y), sf = segs(F);
+  for (BenchSetup* s : {&X, &Y, &F}) selective_scan_fwd_cuda(s->p, s->dv.fws.p, nullptr);  // fills the summaries
+  CUDA_CHECK(cudaDeviceSynchronize());
+  cudaStream_t s1, s2;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1, j;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  CUDA_CHECK(cudaEventCreateWithFlags(&j, cudaEventDisableTiming));
+  auto sum = [&](BenchSetup& s, const FwdSegments& g, cudaStream_t st) {
+    fwd_fast_launch_pass<kT, true>(s.p, g, g.count - 2, st);
+  };
+  auto fwd = [&](BenchSetup& s, const FwdSegments& g, cudaStream_t st) {
+    fwd_fast_launch_pass<kT, false, kFastMinBlocks, true>(s.p, g, g.count - 1, st);
+  };
+  auto head = [&](BenchSetup& s, FwdSegments g, cudaStream_t st) {
+    g.first = 0;
+    fwd_fast_launch_pass<kT, false, kFastMinBlocks, true>(s.p, g, 1, st);
+  };
+  using L = std::function<void(cudaStream_t)>;
+  auto time2 = [&](const char* name, L a, L b) {
+    std::vector<float> t;
+    for (int it = 0; it < 40; ++it) {
+      CUDA_CHECK(cudaEventRecord(e0, s1));
+      a(s1);
+      if (b) {
+        CUDA_CHECK(cudaStreamWaitEvent(s2, e0, 0));
+        b(s2);
+        CUDA_CHECK(cudaEventRecord(j, s2));
+        CUDA_CHECK(cudaStreamWaitEvent(s1, j, 0));
+      }
+      CUDA_CHECK(cudaEventRecord(e1, s1));
+      CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      if (it >= 10) t.push_back(ms);
+    }
+    printf("%-44s %8.4f ms\n", name, median(t));
+  };
+  time2("S3 summaries (480 blocks)", [&](cudaStream_t s) { sum(F, sf, s); }, nullptr);
+  time2("S3 forwards (528 blocks)", [&](cudaStream_t s) { fwd(F, sf, s); }, nullptr);
+  time2("S3 head (48 blocks)", [&](cudaStream_t s) { head(F, sf, s); }, nullptr);
+  time2("S3 summaries | head", [&](cudaStream_t s) { sum(F, sf, s); }, [&](cudaStream_t s) { head(F, sf, s); });
+  time2("X summaries (240)", [&](cudaStream_t s) { sum(X, sx, s); }, nullptr);
+  time2("Y forwards (264)", [&](cudaStream_t s) { fwd(Y, sy, s); }, nullptr);
+  time2("X summaries | Y summaries", [&](cudaStream_t s) { sum(X, sx, s); }, [&](cudaStream_t s) { sum(Y, sy, s); });
+  time2("X forwards | Y forwards", [&](cudaStream_t s) { fwd(X, sx, s); }, [&](cudaStream_t s) { fwd(Y, sy, s); });
+  time2("X summaries | Y forwards", [&](cudaStream_t s) { sum(X, sx, s); }, [&](cudaStream_t s) { fwd(Y, sy, s); });
+  time2("Y forwards | X summaries", [&](cudaStream_t s) { fwd(Y, sy, s); }, [&](cudaStream_t s) { sum(X, sx, s); });
+  time2("X summaries, forwards | Y forwards, summaries",
+        [&](cudaStream_t s) { sum(X, sx, s); fwd(X, sx, s); },
+        [&](cudaStream_t s) { fwd(Y, sy, s); sum(Y, sy, s); });
+  time2("S3 whole forward (library)", [&](cudaStream_t s) { selective_scan_fwd_cuda(F.p, F.dv.fws.p, s); }, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool bench = false, small = false, sweep = false;
+  bool bench = false, small = false, sweep = false, mix = false;
   const char* sweep_only = nullptr;
   const char* bench_only = nullptr;
   for (int i = 1; i < argc; ++i) {
@@ -856,8 +936,9 @@ int main(int argc, char** argv) {
       if (i + 1 < argc && argv[i + 1][0] == 'S') sweep_only = argv[++i];
     }
     else if (!strcmp(argv[i], "--small")) small = true;
+    else if (!strcmp(argv[i], "--mix")) mix = true;
     else {
-      fprintf(stderr, "usage: %s [--small | --bench [S1|S2|S3] | --sweep [S1|S2|S3]]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--small | --bench [S1|S2|S3] | --sweep [S1|S2|S3] | --mix]\n", argv[0]);
       return 2;
     }
   }
@@ -867,6 +948,10 @@ int main(int argc, char** argv) {
     return 77;  // ctest's SKIP_RETURN_CODE
   }
   try {
+    if (mix) {
+      run_mix();
+      return 0;
+    }
     if (bench || sweep) {
       if (bench) run_bench(bench_only);
       if (sweep) run_sweep(sweep_only);
