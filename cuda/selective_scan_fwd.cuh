@@ -290,10 +290,10 @@ struct FastLayout {
 //           fast forward over its steps: out, the checkpoints inside its range, and last_state (last segment).
 // Head: in every split plan segment 0 is shorter (head_len steps) and needs no summary. Its forward runs beside
 // pass 1 (the summaries of segments 1 .. count-2), on the slots that pass 1 leaves free, and stores its true end
-// state in summary slot 0; pass 2 then runs segments 1 .. count-1 from that state. With K - 1 summaries and K mains in one
-// wave each the split costs c1 s + c2 s (c1, c2: summary and forward time per step, s the segment length); the
-// head takes segment 0's forward out of pass 2 and its summary out of pass 1, so s shrinks by about c1 / c2 of a
-// segment (S3: K - 1 = 11 segments of 44 chunks and a head of 28, not 11 of 47 and a summary of 10 of them).
+// state in summary slot 0; pass 2 then runs segments 1 .. count-1 from that state. With K - 1 summaries and K mains
+// in one wave each the split costs c1 s + c2 s (c1, c2: summary and forward time per step, s the segment length);
+// the head takes segment 0's forward out of pass 2 and its summary out of pass 1, so s shrinks by about c1 / c2 of
+// a segment (S3: K - 1 = 11 segments of 44 chunks and a head of 28, not 11 of 47 and a summary of 10 of them).
 // Unsplit (count 1, seg_len >= L) the kernel is exactly the unsegmented fast forward.
 struct FwdSegments {
   int seg_len = 0;        // steps per segment after the first, a multiple of kFastChunk
