@@ -19,12 +19,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-#include <functional>
 #include "../../native/half.h"
 #include "../selective_scan.h"
 #include "../selective_scan_fwd.cuh"
@@ -843,7 +843,6 @@ void run_sweep(const char* only) {
   }
 }
 
-
 // Co-running probe for the S3 split (bf16): do the summary pass (MUFU-bound) and the forward pass (issue-bound)
 // get more done sharing the SMs than in separate waves? Two half-S3 problems X and Y (1, 768, 16384), each planned
 // as S3 is (a head and 11 segments of 44 chunks), and S3 itself; launches timed alone and in pairs on two streams
@@ -918,6 +917,8 @@ void run_mix() {
         [&](cudaStream_t s) { sum(X, sx, s); fwd(X, sx, s); },
         [&](cudaStream_t s) { fwd(Y, sy, s); sum(Y, sy, s); });
   time2("S3 whole forward (library)", [&](cudaStream_t s) { selective_scan_fwd_cuda(F.p, F.dv.fws.p, s); }, nullptr);
+  for (cudaEvent_t e : {e0, e1, j}) CUDA_CHECK(cudaEventDestroy(e));
+  for (cudaStream_t st : {s1, s2}) CUDA_CHECK(cudaStreamDestroy(st));
 }
 
 }  // namespace
