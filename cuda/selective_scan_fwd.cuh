@@ -839,15 +839,21 @@ void fwd_fast_launch_pass(const SelectiveScanParams& p, const FwdSegments& seg, 
   fwd_check(cudaGetLastError());
 }
 
-template <DType kType>
-void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan& plan, void* workspace,
-                                    cudaStream_t stream) {
+// The kernels' view of a plan: its segments and, when split, their summaries in `workspace` (first = 0).
+inline FwdSegments fwd_segments(const SelectiveScanParams& p, const FwdPlan& plan, void* workspace) {
   FwdSegments seg;
   seg.seg_len = plan.seg_len;
   seg.head_len = plan.head_len;
   seg.count = plan.segments;
+  fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
+  return seg;
+}
+
+template <DType kType>
+void selective_scan_fwd_fast_launch(const SelectiveScanParams& p, const FwdPlan& plan, void* workspace,
+                                    cudaStream_t stream) {
+  FwdSegments seg = fwd_segments(p, plan, workspace);
   if (plan.segments > 1) {
-    fwd_workspace_layout(p, plan.segments, static_cast<char*>(workspace), &seg);
     // The head's forward on a second stream, beside the summaries of segments 1 .. K-2 (pass 1); pass 2 (segments
     // 1 .. K-1) after both.
     FwdAux& aux = fwd_aux();

@@ -854,11 +854,7 @@ void run_mix() {
              F = bench_setup(1, 1536, 16384, kT, 12);
   auto segs = [](BenchSetup& s) {
     const FwdPlan plan = fwd_plan<kT>(s.p, true);
-    FwdSegments seg;
-    seg.seg_len = plan.seg_len;
-    seg.head_len = plan.head_len;
-    seg.count = plan.segments;
-    fwd_workspace_layout(s.p, plan.segments, static_cast<char*>(s.dv.fws.p), &seg);
+    FwdSegments seg = fwd_segments(s.p, plan, s.dv.fws.p);
     seg.first = 1;
     printf("plan: %d segments, seg_len %d, head %d\n", plan.segments, plan.seg_len, plan.head_len);
     return seg;
