@@ -18,8 +18,8 @@ size_t selective_scan_fwd_workspace_bytes(const SelectiveScanParams& p);
 // nullptr the forward never splits L (and p.scan_segments > 1 that would split throws).
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* workspace, void* stream);
 
-// The forward kernel the automatic plan picks for p ("time-split", "sequential" or "general"); for benchmarks and
-// tests.
+// The forward kernel the automatic plan picks for p ("time-lane", "time-split", "sequential" or "general"); for
+// benchmarks and tests.
 const char* selective_scan_fwd_plan(const SelectiveScanParams& p);
 
 // Device bytes the backward needs as scratch (partial sums); the backward initialises what it uses.

@@ -45,7 +45,7 @@ struct Case {
   bool has_D = true, has_z = true, has_bias = true, softplus = true;
   bool var_B = true, var_C = true, init_state = false, dlast = false, deterministic = false;
   int segments = 0;            // p.scan_segments: 0 automatic, k > 0 forces the fast forward split into ~k segments
-  bool expect_split = false;   // fail unless the automatic forward splits L (time-split)
+  bool expect_split = false;   // fail unless the automatic forward is one for long L (time-split or time-lane)
   int chain = 0;               // p.scan_bwd_chain: 0 automatic, 1 summary pass, 2 chained hand-off
 };
 
@@ -454,7 +454,7 @@ bool run_case(const Case& c, uint64_t seed) {
   std::string note;
   bool ok = true;
   const std::string plan = selective_scan_fwd_plan(p);
-  if (c.expect_split && plan != "time-split") {
+  if (c.expect_split && plan != "time-split" && plan != "time-lane") {
     ok = false;
     note += " forward did not split L (" + plan + ");";
   }
@@ -663,6 +663,9 @@ int run_checks(bool small) {
       c.L = 600;
       c.expect_split = true;
       cases.push_back(c);
+      c.L = 640;  // 16-bit inputs: the time-lane forward (z, softplus, L % 64 == 0)
+      c.init_state = true;
+      cases.push_back(c);
       continue;
     }
     for (int L : {4096, 3001})
@@ -670,8 +673,8 @@ int run_checks(bool small) {
         Case c;
         c.dtype = dt;
         c.batch = 1;
-        c.dim = v == 3 ? 200 : 64;
-        c.groups = v == 3 ? 2 : 1;  // 100 channels per group: the last tile of each group is partial
+        c.dim = v == 3 ? 198 : 64;
+        c.groups = v == 3 ? 2 : 1;  // 99 channels per group: the last tile of each group is partial
         c.L = L;
         c.expect_split = true;
         c.init_state = c.dlast = v == 1 || v == 2;
@@ -714,7 +717,7 @@ int run_checks(bool small) {
     c.groups = 2;
     for (int k : small ? std::vector<int>{256} : std::vector<int>{256, 500}) (run_segment_case(c, k, seed++) ? passed : failed)++;
     if (!small) {
-      // Both parts and the whole take the time-split forward.
+      // Both parts and the whole take the time-split forward (L 3001), or for 16-bit inputs the time-lane one (3072).
       Case cs;
       cs.dtype = dt;
       cs.batch = 1;
@@ -722,6 +725,8 @@ int run_checks(bool small) {
       cs.L = 3001;
       cs.init_state = true;
       (run_segment_case(cs, 1500, seed++) ? passed : failed)++;
+      cs.L = 3072;
+      (run_segment_case(cs, 1536, seed++) ? passed : failed)++;
     }
   }
   printf("%d passed, %d failed\n", passed, failed);

@@ -1,0 +1,325 @@
+// Time-lane forward for dstate 16 with variable B/C, 16-bit inputs, where batch * dim is too small for the sequential
+// fast kernel to fill the GPU (S3 = (1, 1536, 16384): 1536 channels = 192 warps of lane = (channel, 4 states)). Each
+// exp is computed once, unlike the time split (selective_scan_fwd.cuh), which computes 10/11 of them twice (a
+// summary, then the forward). Included by selective_scan_fwd.cuh after the fast kernel.
+//
+// Taken only for the case it was built and measured for (fwd_lanes_ok): fp16/bf16, z, delta_softplus, L a multiple
+// of kLnChunk, 4-byte-aligned u, delta, z, out. Those facts are compile-time here: no per-chunk bounds or flag
+// tests (on the H200 they cost 18% of the kernel's instructions; docs/perf.md, sixteenth session). Other cases keep
+// the split.
+//
+// Warp = one channel; lane = 8 j + tau: quad j holds states 4j .. 4j+3, time-lane tau owns steps 8 tau .. 8 tau + 7
+// of every kLnChunk-step chunk. Per chunk:
+//   convert: lane (j, tau) converts steps s0 = 8 tau + 2j and s0 + 1 (dt with bias and softplus, dt u, D u, the gate)
+//            from raw values it loaded two chunks earlier; dt and dt u go through a per-warp shared row, D u and the
+//            gate stay in its registers (the lane gates the same two steps at the end);
+//   pass A:  the lane's 8 decays a = exp2(dt A2) (all of them first, so the B tile has their time to arrive), then
+//            the inputs bx = dt u B per state into registers and its local end state hl from zero;
+//   scan:    the lane's map h -> P h + hl (P = exp2(A2 sum dt)); the chunk's entering state is folded into
+//            time-lane 0's map, so an inclusive Kogge-Stone scan of the maps over the quad's 8 time-lanes (shuffles)
+//            leaves each lane the true state after its steps; the state entering a lane is its left neighbour's;
+//   pass B:  from that state, h = a h + bx and the partial C.h of each step, from registers; the 4 quads' partials
+//            are reduce-scattered (xor 16, xor 8), which leaves lane (j, tau) steps s0, s0 + 1: gate and store.
+// B and C are read as fp32 tiles that a small kernel writes first (selective_scan_fwd_lanes_bc_kernel): each value is
+// read by every channel of its group (L1 hits after the first warp), and no lane widens 16-bit values. A chunk's B is
+// loaded right after the previous chunk's pass A and its C right after the previous pass B, into the registers that
+// just went dead, so both have a chunk's time to arrive. Warps never wait for each other (no shared staging, no block
+// barrier).
+#pragma once
+
+namespace mamba {
+namespace ss {
+
+constexpr int kLnWarps = 4;                // channels per block (blocks share nothing but L1)
+constexpr int kLnThreads = 32 * kLnWarps;
+constexpr int kLnSub = 8;                  // steps per time-lane
+constexpr int kLnChunk = 8 * kLnSub;       // steps per chunk
+constexpr int kLnTile = 32 * kLnChunk;     // floats of one chunk's B/C tile
+constexpr int kLnMinBlocks = 3;            // 12 warps per SM (S3 has 11.6): up to 168 registers
+
+static_assert(kScanCheckpointChunk % kLnSub == 0 && kLnChunk == 2 * kScanCheckpointChunk,
+              "time-lanes 0 and 4 start the chunk's two checkpoint intervals");
+
+__host__ __device__ inline int ln_chunks(int L) { return (L + kLnChunk - 1) / kLnChunk; }
+// Tiles per (batch, group): one more than the chunks (zeros), so the chunk-ahead loads need no bounds test.
+__host__ __device__ inline int ln_tiles(int L) { return ln_chunks(L) + 1; }
+
+// Position of chunk step s in a tile row: steps 8 tau .. 8 tau + 3 at float4 tau, 8 tau + 4 .. + 7 at float4 8 + tau,
+// so the 8 lanes of a quarter-warp (tau 0..7) read 128 contiguous bytes per 16-byte load.
+__host__ __device__ inline int ln_pos(int s) { return ((s >> 2) & 1) * 32 + (s >> 3) * 4 + (s & 3); }
+
+// The case the time-lane kernel serves (see the top of this file); the plan also requires that the fast forward
+// would split L.
+inline bool fwd_lanes_ok(const SelectiveScanParams& p) {
+  auto al = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 4 == 0; };
+  return p.dtype != DType::Float32 && p.has_z && p.delta_softplus && p.seqlen % kLnChunk == 0 && al(p.u) &&
+         al(p.delta) && al(p.z) && al(p.out);
+}
+
+// B/C tiles: (batch, n_groups, ln_tiles(L), 32, kLnChunk) fp32; rows B_0 .. B_15, C_0 .. C_15, steps in ln_pos
+// order, zeros past L.
+inline size_t fwd_lanes_workspace_bytes(const SelectiveScanParams& p) {
+  return align_up(static_cast<size_t>(p.batch) * p.n_groups * ln_tiles(p.seqlen) * kLnTile * sizeof(float));
+}
+
+// B, C (batch, G, 16, L) -> tiles. Block = one (tile, b * G + g); thread = row r (B 0-15, C 16-31), steps 8k .. 8k+7.
+template <class Io>
+__global__ void __launch_bounds__(256) selective_scan_fwd_lanes_bc_kernel(const SelectiveScanParams p, float* bc) {
+  using raw = typename Io::raw;
+  const int L = p.seqlen, ck = blockIdx.x, bg = blockIdx.y;
+  const int r = threadIdx.x / 8, k = threadIdx.x % 8;
+  const void* M = r < 16 ? p.B : p.C;
+  const raw* src = static_cast<const raw*>(M) + (static_cast<size_t>(bg) * 16 + (r & 15)) * L;
+  float v[kItems];
+  static_assert(kItems == kLnSub, "one load_items run per thread");
+  load_items<Io>(src, ck * kLnChunk + kLnSub * k, L, rows_vectorizable(M, L), v);
+  float4* dst = reinterpret_cast<float4*>(bc + (static_cast<size_t>(bg) * gridDim.x + ck) * kLnTile + r * kLnChunk);
+  dst[k] = make_float4(v[0], v[1], v[2], v[3]);
+  dst[8 + k] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+// h += P * Hu where `on` (else h unchanged), and P *= Pu likewise: one predicated instruction each (a C++ `if` here
+// became an FMA into a temporary and a predicated move).
+__device__ __forceinline__ void fma_if(int on, float& h, float P, float Hu) {
+#ifdef __CUDA_ARCH__
+  asm("{\n .reg .pred q;\n setp.ne.s32 q, %3, 0;\n @q fma.rn.f32 %0, %1, %2, %0;\n}"
+      : "+f"(h) : "f"(P), "f"(Hu), "r"(on));
+#else
+  if (on) h = fmaf(P, Hu, h);
+#endif
+}
+__device__ __forceinline__ void mul_if(int on, float& P, float Pu) {
+#ifdef __CUDA_ARCH__
+  asm("{\n .reg .pred q;\n setp.ne.s32 q, %2, 0;\n @q mul.rn.f32 %0, %0, %1;\n}" : "+f"(P) : "f"(Pu), "r"(on));
+#else
+  if (on) P *= Pu;
+#endif
+}
+
+// Two adjacent 16-bit values of a row as one word, and as floats.
+__device__ __forceinline__ uint32_t ln_load_pair(const void* ptr) { return __ldg(static_cast<const uint32_t*>(ptr)); }
+template <class Io>
+__device__ __forceinline__ void ln_unpack(uint32_t w, float (&v)[2]) {
+  using raw = typename Io::raw;
+  v[0] = Io::load(static_cast<raw>(w & 0xffffu));
+  v[1] = Io::load(static_cast<raw>(w >> 16));
+}
+
+// Shapes: u, delta, z, out (batch, dim, L), L % kLnChunk == 0; B/C tiles `bc` as above; checkpoints (batch, dim,
+// num_ckpts(L), 16).
+template <class Io>
+__global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
+    selective_scan_fwd_lanes_kernel(const SelectiveScanParams p, const float* __restrict__ bc) {
+  using raw = typename Io::raw;
+  static_assert(sizeof(raw) == 2, "16-bit inputs only (fwd_lanes_ok)");
+  constexpr int N = 16, T = kLnChunk;
+  // Per warp: dt and dt u of the chunk, ln_pos order (read by the 4 quads of each time-lane).
+  __shared__ float4 s_dt[kLnWarps * 2 * (T / 4)];
+  const int L = p.seqlen;
+  const int gs = p.dim / p.n_groups;
+  const int tiles = (gs + kLnWarps - 1) / kLnWarps;
+  const int b = blockIdx.y, g = blockIdx.x / tiles, tile = blockIdx.x % tiles;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int ch = tile * kLnWarps + warp;
+  if (ch >= gs) return;  // nothing below synchronizes more than one warp
+  const int j = lane / 8, tau = lane % 8;
+  const int d = g * gs + ch;
+  const size_t bd = static_cast<size_t>(b) * p.dim + d, row = bd * L;
+  const int n_chunks = L / T;
+  float4* sdt = s_dt + warp * 2 * (T / 4);
+  float* sdt_f = reinterpret_cast<float*>(sdt);
+  float* sdtu_f = sdt_f + T;
+
+  // This lane's float4s of a tile: rows 4j + q (B) and 16 + 4j + q (C), at tau and 8 + tau.
+  constexpr int kTile4 = kLnTile / 4;
+  const float4* bc_lane =
+      reinterpret_cast<const float4*>(bc + (static_cast<size_t>(b) * p.n_groups + g) * ln_tiles(L) * kLnTile) +
+      4 * j * (T / 4) + tau;
+  float4 Bv[4][2], Cv[4][2];
+  auto load_b = [&](const float4* tp) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      Bv[q][0] = __ldg(tp + q * (T / 4));
+      Bv[q][1] = __ldg(tp + q * (T / 4) + 8);
+    }
+  };
+  auto load_c = [&](const float4* tp) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      Cv[q][0] = __ldg(tp + (16 + q) * (T / 4));
+      Cv[q][1] = __ldg(tp + (16 + q) * (T / 4) + 8);
+    }
+  };
+
+  const int s0 = kLnSub * tau + 2 * j;  // the lane's two steps of each chunk (converted, gated, stored)
+  const raw* xu = static_cast<const raw*>(p.u) + row + s0;
+  const raw* xdl = static_cast<const raw*>(p.delta) + row + s0;
+  const raw* xz = static_cast<const raw*>(p.z) + row + s0;
+  raw* xo = static_cast<raw*>(p.out) + row + s0;
+  const int t_last = L - s0 - 2;  // the lane's last pair: loads past L re-read it (never used)
+  const float bias = p.has_delta_bias ? p.delta_bias[d] : 0.f;
+  const float Dd = p.has_D ? p.D[d] : 0.f;
+
+  float A2[4], carry[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    A2[q] = p.A[static_cast<size_t>(d) * N + 4 * j + q] * kLog2e;
+    carry[q] = p.has_initial_state ? p.initial_state[bd * N + 4 * j + q] : 0.f;
+  }
+  const bool hiA = (j & 2) != 0, hiB = (j & 1) != 0;
+  // Checkpoints: the lanes of time-lanes 0 and 4 store the states before steps 32c; others step the index only.
+  const bool ck_lane = p.checkpoints != nullptr && (tau & 3) == 0;
+  size_t ck_at = (bd * num_ckpts(L) + tau / 4) * N + 4 * j;
+
+  // Raw u, delta, z of the lane's two steps, two chunks ahead.
+  uint32_t ru0 = ln_load_pair(xu), rd0 = ln_load_pair(xdl), rz0 = ln_load_pair(xz);
+  uint32_t ru1 = ln_load_pair(xu + min(T, t_last)), rd1 = ln_load_pair(xdl + min(T, t_last)),
+           rz1 = ln_load_pair(xz + min(T, t_last));
+  load_b(bc_lane);
+  load_c(bc_lane);
+
+  for (int ck = 0; ck < n_chunks; ++ck) {
+    const int t0 = ck * T;
+    const float4* tile_n = bc_lane + static_cast<size_t>(ck + 1) * kTile4;  // the next chunk's (the pad at the end)
+
+    // Convert steps s0, s0 + 1 of this chunk; then load those of chunk ck + 2.
+    float u2[2], x2[2], z2[2];
+    ln_unpack<Io>(ru0, u2);
+    ln_unpack<Io>(rd0, x2);
+    ln_unpack<Io>(rz0, z2);
+    ru0 = ru1, rd0 = rd1, rz0 = rz1;
+    const int tn = min(t0 + 2 * T, t_last);
+    ru1 = ln_load_pair(xu + tn);
+    rd1 = ln_load_pair(xdl + tn);
+    rz1 = ln_load_pair(xz + tn);
+    float2 dt2, dtu2;
+    dt2.x = softplusf(x2[0] + bias);
+    dt2.y = softplusf(x2[1] + bias);
+    dtu2 = make_float2(dt2.x * u2[0], dt2.y * u2[1]);
+    float du[2], gate[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      du[i] = Dd * u2[i];
+      gate[i] = silu_fast(z2[i]);
+    }
+    __syncwarp();  // every lane has read the previous chunk's dt
+    const int pf = ln_pos(s0);
+    *reinterpret_cast<float2*>(sdt_f + pf) = dt2;
+    *reinterpret_cast<float2*>(sdtu_f + pf) = dtu2;
+    __syncwarp();
+    // The time-lane's 8 steps: float4 tau and 8 + tau of each row (dt at 0, dt u at T / 4).
+    float dt[kLnSub], dtu[kLnSub];
+    auto ld8 = [&](int at, float (&v)[kLnSub]) {
+      const float4 lo = sdt[at + tau], hi = sdt[at + 8 + tau];
+      v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+    };
+    ld8(0, dt);
+    ld8(T / 4, dtu);
+
+    // Pass A: every decay first (their MUFU time covers the B tile's arrival), then the inputs and the local end
+    // state from zero. The __syncwarp keeps ptxas from starting the B products before the exps.
+    float a[kLnSub][4], bx[kLnSub][4], hl[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+#pragma unroll
+      for (int i = 0; i < kLnSub; ++i) a[i][q] = fast_exp2(dt[i] * A2[q]);
+    __syncwarp();
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float Bq[kLnSub] = {Bv[q][0].x, Bv[q][0].y, Bv[q][0].z, Bv[q][0].w,
+                                Bv[q][1].x, Bv[q][1].y, Bv[q][1].z, Bv[q][1].w};
+#pragma unroll
+      for (int i = 0; i < kLnSub; ++i) {
+        bx[i][q] = dtu[i] * Bq[i];
+        hl[q] = i == 0 ? bx[0][q] : fmaf(a[i][q], hl[q], bx[i][q]);
+      }
+    }
+    load_b(tile_n);
+    const float sdt_l = ((dt[0] + dt[1]) + (dt[2] + dt[3])) + ((dt[4] + dt[5]) + (dt[6] + dt[7]));
+    float P[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      P[q] = fast_exp2(A2[q] * sdt_l);
+      // Time-lane 0 applies its map to the chunk's entering state: the scan below is then of true states.
+      if (tau == 0) hl[q] = fmaf(P[q], carry[q], hl[q]);
+    }
+    // Inclusive scan over the quad's 8 time-lanes (Kogge-Stone, distance 1, 2, 4; the later map applies last:
+    // (P, H) o (Pu, Hu) = (P Pu, P Hu + H)). The last round needs no products. Lanes tau < distance keep theirs.
+#pragma unroll
+    for (int dd = 1; dd < 8; dd *= 2) {
+      const int on = tau >= dd;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float Hu = __shfl_up_sync(0xffffffffu, hl[q], dd);
+        if (dd < 4) {
+          const float Pu = __shfl_up_sync(0xffffffffu, P[q], dd);
+          fma_if(on, hl[q], P[q], Hu);
+          mul_if(on, P[q], Pu);
+        } else {
+          fma_if(on, hl[q], P[q], Hu);
+        }
+      }
+    }
+    // The state entering this lane's steps: time-lane tau-1's (the carry for 0); the next chunk's: time-lane 7's.
+    float h[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float He = __shfl_up_sync(0xffffffffu, hl[q], 1);
+      h[q] = tau == 0 ? carry[q] : He;
+      carry[q] = __shfl_sync(0xffffffffu, hl[q], 8 * j + 7);
+    }
+    // Checkpoint: the state before step t0 + 8 tau, a multiple of kScanCheckpointChunk for tau 0 and 4.
+    if (ck_lane) *reinterpret_cast<float4*>(p.checkpoints + ck_at) = make_float4(h[0], h[1], h[2], h[3]);
+    ck_at += (kLnChunk / kScanCheckpointChunk) * N;
+    // Pass B: the true states of the lane's steps and their partial C.h, state by state.
+    float y[kLnSub];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float Cq[kLnSub] = {Cv[q][0].x, Cv[q][0].y, Cv[q][0].z, Cv[q][0].w,
+                                Cv[q][1].x, Cv[q][1].y, Cv[q][1].z, Cv[q][1].w};
+#pragma unroll
+      for (int i = 0; i < kLnSub; ++i) {
+        h[q] = fmaf(a[i][q], h[q], bx[i][q]);
+        y[i] = q == 0 ? Cq[i] * h[q] : fmaf(Cq[i], h[q], y[i]);
+      }
+    }
+    load_c(tile_n);
+    // Sum over the channel's 4 quads (lanes xor 16, xor 8): lanes with j & 2 keep steps 4-7, then j & 1 the upper
+    // pair of those, leaving lane (j, tau) steps 8 tau + 2j + {0, 1} = s0, s0 + 1.
+    float qy[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      qy[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], 16);
+    float ys[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      ys[i] = (hiB ? qy[2 + i] : qy[i]) + __shfl_xor_sync(0xffffffffu, hiB ? qy[i] : qy[2 + i], 8);
+    store_pair<Io>(xo + t0, (ys[0] + du[0]) * gate[0], (ys[1] + du[1]) * gate[1]);
+  }
+  if (p.last_state != nullptr && tau == 0)
+    *reinterpret_cast<float4*>(p.last_state + bd * N + 4 * j) = make_float4(carry[0], carry[1], carry[2], carry[3]);
+}
+
+// Blocks: one per (group, tile of kLnWarps channels) and batch row.
+inline dim3 fwd_lanes_grid(const SelectiveScanParams& p) {
+  const int gs = p.dim / p.n_groups;
+  return dim3(p.n_groups * ((gs + kLnWarps - 1) / kLnWarps), p.batch);
+}
+
+// `workspace`: fwd_lanes_workspace_bytes(p) bytes for the B/C tiles.
+template <DType kType>
+void fwd_lanes_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
+  if constexpr (kType == DType::Float32) {
+    throw std::logic_error("selective_scan_fwd_cuda: the time-lane forward takes 16-bit inputs only");
+  } else {
+    float* bc = static_cast<float*>(workspace);
+    const dim3 bc_grid(ln_tiles(p.seqlen), p.batch * p.n_groups);
+    selective_scan_fwd_lanes_bc_kernel<IO<kType>><<<bc_grid, 256, 0, stream>>>(p, bc);
+    fwd_check(cudaGetLastError());
+    selective_scan_fwd_lanes_kernel<IO<kType>><<<fwd_lanes_grid(p), kLnThreads, 0, stream>>>(p, bc);
+    fwd_check(cudaGetLastError());
+  }
+}
+
+}  // namespace ss
+}  // namespace mamba
