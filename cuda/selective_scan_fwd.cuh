@@ -707,16 +707,15 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
     const size_t o = static_cast<size_t>(kseg) * p.batch * p.dim + bdl;
     *reinterpret_cast<float4*>(seg.h_loc + o * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
     if (j == 0) seg.sdt[o] = dt_sum;
-  } else if constexpr (kSplit) {
-    if (kseg == 0)  // the head's end state: slot 0 (every split plan has a head)
+  } else {
+    // The head's end state: slot 0 (every split plan has a head).
+    if (kSplit && kseg == 0)
       *reinterpret_cast<float4*>(seg.h_loc + bdl * N + 4 * j) = make_float4(h[0], h[1], h[2], h[3]);
-    if (p.last_state != nullptr && kseg == seg.count - 1) {
+    // last_state from the last segment (unsplit: the one segment).
+    if (p.last_state != nullptr && (kSplit ? kseg == seg.count - 1 : blockIdx.z == gridDim.z - 1)) {
 #pragma unroll
       for (int q = 0; q < 4; ++q) p.last_state[bdl * N + 4 * j + q] = h[q];
     }
-  } else if (p.last_state != nullptr && blockIdx.z == gridDim.z - 1) {  // unsplit: the one segment
-#pragma unroll
-    for (int q = 0; q < 4; ++q) p.last_state[bdl * N + 4 * j + q] = h[q];
   }
 }
 
