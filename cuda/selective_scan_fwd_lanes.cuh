@@ -26,6 +26,7 @@
 // just went dead, so both have a chunk's time to arrive. Warps never wait for each other (no shared staging, no block
 // barrier).
 #pragma once
+#include <type_traits>
 
 namespace mamba {
 namespace ss {
@@ -96,8 +97,13 @@ __device__ __forceinline__ void mul_if(int on, float& P, float Pu) {
 #endif
 }
 
-// Two adjacent 16-bit values of a row as one word, and as floats.
-__device__ __forceinline__ uint32_t ln_load_pair(const void* ptr) { return __ldg(static_cast<const uint32_t*>(ptr)); }
+// Two adjacent 16-bit values of a row as one word: row[t], row[t + 1], or zeros where t >= L (even t and L: both
+// inside or both outside).
+template <class raw>
+__device__ __forceinline__ uint32_t ln_load_pair(const raw* row, int t, int L) {
+  if (t < L) return __ldg(reinterpret_cast<const uint32_t*>(row + t));
+  return 0u;
+}
 template <class Io>
 __device__ __forceinline__ void ln_unpack(uint32_t w, float (&v)[2]) {
   using raw = typename Io::raw;
@@ -105,8 +111,7 @@ __device__ __forceinline__ void ln_unpack(uint32_t w, float (&v)[2]) {
   v[1] = Io::load(static_cast<raw>(w >> 16));
 }
 
-// Shapes: u, delta, z, out (batch, dim, L), L % kLnChunk == 0; B/C tiles `bc` as above; checkpoints (batch, dim,
-// num_ckpts(L), 16).
+// Shapes: u, delta, z, out (batch, dim, L); B/C tiles `bc` as above; checkpoints (batch, dim, num_ckpts(L), 16).
 template <class Io>
 __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     selective_scan_fwd_lanes_kernel(const SelectiveScanParams p, const float* __restrict__ bc) {
@@ -125,16 +130,48 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   const int j = lane / 8, tau = lane % 8;
   const int d = g * gs + ch;
   const size_t bd = static_cast<size_t>(b) * p.dim + d, row = bd * L;
-  const int n_chunks = L / T;
+  const int n_chunks = ln_chunks(L);
   float4* sdt = s_dt + warp * 2 * (T / 4);
   float* sdt_f = reinterpret_cast<float*>(sdt);
   float* sdtu_f = sdt_f + T;
 
   // This lane's float4s of a tile: rows 4j + q (B) and 16 + 4j + q (C), at tau and 8 + tau.
-  constexpr int kTile4 = kLnTile / 4;
   const float4* bc_lane =
       reinterpret_cast<const float4*>(bc + (static_cast<size_t>(b) * p.n_groups + g) * ln_tiles(L) * kLnTile) +
       4 * j * (T / 4) + tau;
+  constexpr int kTile4 = kLnTile / 4;
+
+  const int s0 = kLnSub * tau + 2 * j;  // the lane's two steps of each chunk (converted, gated, stored)
+  const raw* xu = static_cast<const raw*>(p.u) + row + s0;
+  const raw* xdl = static_cast<const raw*>(p.delta) + row + s0;
+  const raw* xz = static_cast<const raw*>(p.z) + row + s0;
+  raw* xo = static_cast<raw*>(p.out) + row + s0;
+  const float bias = p.has_delta_bias ? p.delta_bias[d] : 0.f;
+  const float Dd = p.has_D ? p.D[d] : 0.f;
+
+  float A2[4], carry[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    A2[q] = p.A[static_cast<size_t>(d) * N + 4 * j + q] * kLog2e;
+    carry[q] = p.has_initial_state ? p.initial_state[bd * N + 4 * j + q] : 0.f;
+  }
+  const int n_ckpt = num_ckpts(L);
+  const bool hiA = (j & 2) != 0, hiB = (j & 1) != 0;
+  // Checkpoints: time-lanes 0 and 4 store the states before steps 32c; every lane steps the pointer (one predicated
+  // store per chunk; lanes that never store step a null pointer they never use).
+  const bool ck_lane = p.checkpoints != nullptr && (tau & 3) == 0;
+  float* ck_ptr = ck_lane ? p.checkpoints + (bd * n_ckpt + tau / 4) * N + 4 * j : nullptr;
+
+  // Raw u, delta, z of the lane's two steps, two chunks ahead. p.has_z always holds here (fwd_lanes_ok); the tests of
+  // it below stay because without them ptxas schedules the kernel 3.5% slower (H200, S3 bf16 0.280 -> 0.290 ms;
+  // docs/perf.md, sixteenth session).
+  uint32_t ru0 = ln_load_pair(xu, 0, L - s0), rd0 = ln_load_pair(xdl, 0, L - s0);
+  uint32_t rz0 = p.has_z ? ln_load_pair(xz, 0, L - s0) : 0u;
+  uint32_t ru1 = ln_load_pair(xu, T, L - s0), rd1 = ln_load_pair(xdl, T, L - s0);
+  uint32_t rz1 = p.has_z ? ln_load_pair(xz, T, L - s0) : 0u;
+
+  // B and C of chunk 0 now; those of chunk c + 1 after chunk c's pass A (B) and pass B (C), into the registers that
+  // just went dead (the zero tile after the last chunk keeps those loads in bounds).
   float4 Bv[4][2], Cv[4][2];
   auto load_b = [&](const float4* tp) {
 #pragma unroll
@@ -150,53 +187,33 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
       Cv[q][1] = __ldg(tp + (16 + q) * (T / 4) + 8);
     }
   };
-
-  const int s0 = kLnSub * tau + 2 * j;  // the lane's two steps of each chunk (converted, gated, stored)
-  const raw* xu = static_cast<const raw*>(p.u) + row + s0;
-  const raw* xdl = static_cast<const raw*>(p.delta) + row + s0;
-  const raw* xz = static_cast<const raw*>(p.z) + row + s0;
-  raw* xo = static_cast<raw*>(p.out) + row + s0;
-  const int t_last = L - s0 - 2;  // the lane's last pair: loads past L re-read it (never used)
-  const float bias = p.has_delta_bias ? p.delta_bias[d] : 0.f;
-  const float Dd = p.has_D ? p.D[d] : 0.f;
-
-  float A2[4], carry[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    A2[q] = p.A[static_cast<size_t>(d) * N + 4 * j + q] * kLog2e;
-    carry[q] = p.has_initial_state ? p.initial_state[bd * N + 4 * j + q] : 0.f;
-  }
-  const bool hiA = (j & 2) != 0, hiB = (j & 1) != 0;
-  // Checkpoints: the lanes of time-lanes 0 and 4 store the states before steps 32c; others step the index only.
-  const bool ck_lane = p.checkpoints != nullptr && (tau & 3) == 0;
-  size_t ck_at = (bd * num_ckpts(L) + tau / 4) * N + 4 * j;
-
-  // Raw u, delta, z of the lane's two steps, two chunks ahead.
-  uint32_t ru0 = ln_load_pair(xu), rd0 = ln_load_pair(xdl), rz0 = ln_load_pair(xz);
-  uint32_t ru1 = ln_load_pair(xu + min(T, t_last)), rd1 = ln_load_pair(xdl + min(T, t_last)),
-           rz1 = ln_load_pair(xz + min(T, t_last));
   load_b(bc_lane);
   load_c(bc_lane);
-
   for (int ck = 0; ck < n_chunks; ++ck) {
     const int t0 = ck * T;
-    const float4* tile_n = bc_lane + static_cast<size_t>(ck + 1) * kTile4;  // the next chunk's (the pad at the end)
+    const float4* tile_p = bc_lane + static_cast<size_t>(ck) * kTile4;
+    const float4* tile_n = tile_p + kTile4;
 
     // Convert steps s0, s0 + 1 of this chunk; then load those of chunk ck + 2.
-    float u2[2], x2[2], z2[2];
+    float u2[2], x2[2], z2[2] = {0.f, 0.f};
     ln_unpack<Io>(ru0, u2);
     ln_unpack<Io>(rd0, x2);
     ln_unpack<Io>(rz0, z2);
     ru0 = ru1, rd0 = rd1, rz0 = rz1;
-    const int tn = min(t0 + 2 * T, t_last);
-    ru1 = ln_load_pair(xu + tn);
-    rd1 = ln_load_pair(xdl + tn);
-    rz1 = ln_load_pair(xz + tn);
-    float2 dt2, dtu2;
-    dt2.x = softplusf(x2[0] + bias);
-    dt2.y = softplusf(x2[1] + bias);
-    dtu2 = make_float2(dt2.x * u2[0], dt2.y * u2[1]);
+    // Two chunks ahead runs past L in the last two chunks: those re-read the lane's last pair (never used).
+    const int tn = min(t0 + 2 * T, L - s0 - 2);
+    ru1 = __ldg(reinterpret_cast<const uint32_t*>(xu + tn));
+    rd1 = __ldg(reinterpret_cast<const uint32_t*>(xdl + tn));
+    rz1 = __ldg(reinterpret_cast<const uint32_t*>(xz + tn));
+    x2[0] += bias;
+    x2[1] += bias;
+    x2[0] = softplusf(x2[0]);
+    x2[1] = softplusf(x2[1]);
     float du[2], gate[2];
+    float2 dt2, dtu2;
+    dt2.x = x2[0];
+    dt2.y = x2[1];
+    dtu2 = make_float2(dt2.x * u2[0], dt2.y * u2[1]);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       du[i] = Dd * u2[i];
@@ -216,8 +233,8 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     ld8(0, dt);
     ld8(T / 4, dtu);
 
-    // Pass A: every decay first (their MUFU time covers the B tile's arrival), then the inputs and the local end
-    // state from zero. The __syncwarp keeps ptxas from starting the B products before the exps.
+    // Pass A: every decay first (their MUFU time covers the B tile's arrival; the __syncwarp keeps ptxas from starting
+    // the B products earlier), then the inputs and the local end state from zero.
     float a[kLnSub][4], bx[kLnSub][4], hl[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q)
@@ -269,8 +286,8 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
       carry[q] = __shfl_sync(0xffffffffu, hl[q], 8 * j + 7);
     }
     // Checkpoint: the state before step t0 + 8 tau, a multiple of kScanCheckpointChunk for tau 0 and 4.
-    if (ck_lane) *reinterpret_cast<float4*>(p.checkpoints + ck_at) = make_float4(h[0], h[1], h[2], h[3]);
-    ck_at += (kLnChunk / kScanCheckpointChunk) * N;
+    if (ck_lane) *reinterpret_cast<float4*>(ck_ptr) = make_float4(h[0], h[1], h[2], h[3]);
+    ck_ptr += (kLnChunk / kScanCheckpointChunk) * N;
     // Pass B: the true states of the lane's steps and their partial C.h, state by state.
     float y[kLnSub];
 #pragma unroll
@@ -294,7 +311,8 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
 #pragma unroll
     for (int i = 0; i < 2; ++i)
       ys[i] = (hiB ? qy[2 + i] : qy[i]) + __shfl_xor_sync(0xffffffffu, hiB ? qy[i] : qy[2 + i], 8);
-    store_pair<Io>(xo + t0, (ys[0] + du[0]) * gate[0], (ys[1] + du[1]) * gate[1]);
+    const float o0 = (ys[0] + du[0]) * gate[0], o1 = (ys[1] + du[1]) * gate[1];
+    store_pair<Io>(xo + t0, o0, o1);
   }
   if (p.last_state != nullptr && tau == 0)
     *reinterpret_cast<float4*>(p.last_state + bd * N + 4 * j) = make_float4(carry[0], carry[1], carry[2], carry[3]);
