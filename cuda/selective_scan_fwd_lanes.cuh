@@ -26,7 +26,6 @@
 // just went dead, so both have a chunk's time to arrive. Warps never wait for each other (no shared staging, no block
 // barrier).
 #pragma once
-#include <type_traits>
 
 namespace mamba {
 namespace ss {
