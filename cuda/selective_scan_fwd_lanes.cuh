@@ -103,6 +103,10 @@ __device__ __forceinline__ uint32_t ln_load_pair(const raw* row, int t, int L) {
   if (t < L) return __ldg(reinterpret_cast<const uint32_t*>(row + t));
   return 0u;
 }
+// Eight consecutive values of a lane from two float4 (steps 0-3, 4-7 of its time-lane).
+__device__ __forceinline__ void ln_flat8(float4 lo, float4 hi, float (&v)[kLnSub]) {
+  v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+}
 template <class Io>
 __device__ __forceinline__ void ln_unpack(uint32_t w, float (&v)[2]) {
   using raw = typename Io::raw;
@@ -172,22 +176,16 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   // B and C of chunk 0 now; those of chunk c + 1 after chunk c's pass A (B) and pass B (C), into the registers that
   // just went dead (the zero tile after the last chunk keeps those loads in bounds).
   float4 Bv[4][2], Cv[4][2];
-  auto load_b = [&](const float4* tp) {
+  // Rows r0 + q of a tile (B: r0 0, C: r0 16), the lane's float4 at tau and 8 + tau.
+  auto load_rows = [&](float4 (&v)[4][2], const float4* tp, int r0) {
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      Bv[q][0] = __ldg(tp + q * (T / 4));
-      Bv[q][1] = __ldg(tp + q * (T / 4) + 8);
+      v[q][0] = __ldg(tp + (r0 + q) * (T / 4));
+      v[q][1] = __ldg(tp + (r0 + q) * (T / 4) + 8);
     }
   };
-  auto load_c = [&](const float4* tp) {
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      Cv[q][0] = __ldg(tp + (16 + q) * (T / 4));
-      Cv[q][1] = __ldg(tp + (16 + q) * (T / 4) + 8);
-    }
-  };
-  load_b(bc_lane);
-  load_c(bc_lane);
+  load_rows(Bv, bc_lane, 0);
+  load_rows(Cv, bc_lane, 16);
   for (int ck = 0; ck < n_chunks; ++ck) {
     const int t0 = ck * T;
     const float4* tile_p = bc_lane + static_cast<size_t>(ck) * kTile4;
@@ -225,12 +223,8 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     __syncwarp();
     // The time-lane's 8 steps: float4 tau and 8 + tau of each row (dt at 0, dt u at T / 4).
     float dt[kLnSub], dtu[kLnSub];
-    auto ld8 = [&](int at, float (&v)[kLnSub]) {
-      const float4 lo = sdt[at + tau], hi = sdt[at + 8 + tau];
-      v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-    };
-    ld8(0, dt);
-    ld8(T / 4, dtu);
+    ln_flat8(sdt[tau], sdt[8 + tau], dt);
+    ln_flat8(sdt[T / 4 + tau], sdt[T / 4 + 8 + tau], dtu);
 
     // Pass A: every decay first (their MUFU time covers the B tile's arrival; the __syncwarp keeps ptxas from starting
     // the B products earlier), then the inputs and the local end state from zero.
@@ -242,15 +236,15 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     __syncwarp();
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const float Bq[kLnSub] = {Bv[q][0].x, Bv[q][0].y, Bv[q][0].z, Bv[q][0].w,
-                                Bv[q][1].x, Bv[q][1].y, Bv[q][1].z, Bv[q][1].w};
+      float Bq[kLnSub];
+      ln_flat8(Bv[q][0], Bv[q][1], Bq);
 #pragma unroll
       for (int i = 0; i < kLnSub; ++i) {
         bx[i][q] = dtu[i] * Bq[i];
         hl[q] = i == 0 ? bx[0][q] : fmaf(a[i][q], hl[q], bx[i][q]);
       }
     }
-    load_b(tile_n);
+    load_rows(Bv, tile_n, 0);
     const float sdt_l = ((dt[0] + dt[1]) + (dt[2] + dt[3])) + ((dt[4] + dt[5]) + (dt[6] + dt[7]));
     float P[4];
 #pragma unroll
@@ -291,15 +285,15 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     float y[kLnSub];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const float Cq[kLnSub] = {Cv[q][0].x, Cv[q][0].y, Cv[q][0].z, Cv[q][0].w,
-                                Cv[q][1].x, Cv[q][1].y, Cv[q][1].z, Cv[q][1].w};
+      float Cq[kLnSub];
+      ln_flat8(Cv[q][0], Cv[q][1], Cq);
 #pragma unroll
       for (int i = 0; i < kLnSub; ++i) {
         h[q] = fmaf(a[i][q], h[q], bx[i][q]);
         y[i] = q == 0 ? Cq[i] * h[q] : fmaf(Cq[i], h[q], y[i]);
       }
     }
-    load_c(tile_n);
+    load_rows(Cv, tile_n, 16);
     // Sum over the channel's 4 quads (lanes xor 16, xor 8): lanes with j & 2 keep steps 4-7, then j & 1 the upper
     // pair of those, leaving lane (j, tau) steps 8 tau + 2j + {0, 1} = s0, s0 + 1.
     float qy[4];
