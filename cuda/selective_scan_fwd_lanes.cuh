@@ -76,6 +76,11 @@ __global__ void __launch_bounds__(256) selective_scan_fwd_lanes_bc_kernel(const 
   float4* dst = reinterpret_cast<float4*>(bc + (static_cast<size_t>(bg) * gridDim.x + ck) * kLnTile + r * kLnChunk);
   dst[k] = make_float4(v[0], v[1], v[2], v[3]);
   dst[8 + k] = make_float4(v[4], v[5], v[6], v[7]);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The scan kernel (a programmatic dependent launch, fwd_lanes_launch) may start its prologue now; it waits for this
+  // grid's writes before it reads a tile.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 // h += P * Hu where `on` (else h unchanged), and P *= Pu likewise: one predicated instruction each (a C++ `if` here
@@ -184,6 +189,11 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
       v[q][1] = __ldg(tp + (r0 + q) * (T / 4) + 8);
     }
   };
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the tile kernel: everything above overlapped its tail; the tiles are
+  // complete and visible after this (a no-op in an ordinary launch).
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   load_rows(Bv, bc_lane, 0);
   load_rows(Cv, bc_lane, 16);
   for (int ck = 0; ck < n_chunks; ++ck) {
@@ -317,6 +327,25 @@ inline dim3 fwd_lanes_grid(const SelectiveScanParams& p) {
   return dim3(p.n_groups * ((gs + kLnWarps - 1) / kLnWarps), p.batch);
 }
 
+// Whether the current device takes programmatic dependent launches (compute capability 9.0 and up), cached per
+// device; false when the query fails.
+inline bool fwd_lanes_pdl_ok() {
+  constexpr int kMaxDevices = 16;
+  static int cached[kMaxDevices] = {};  // 0 unknown, 1 no, 2 yes (a racing first query writes the same value)
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (dev >= 0 && dev < kMaxDevices && cached[dev] != 0) return cached[dev] == 2;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (dev >= 0 && dev < kMaxDevices) cached[dev] = major >= 9 ? 2 : 1;
+  return major >= 9;
+}
+
 // `workspace`: fwd_lanes_workspace_bytes(p) bytes for the B/C tiles.
 template <DType kType>
 void fwd_lanes_launch(const SelectiveScanParams& p, void* workspace, cudaStream_t stream) {
@@ -327,6 +356,25 @@ void fwd_lanes_launch(const SelectiveScanParams& p, void* workspace, cudaStream_
     const dim3 bc_grid(ln_tiles(p.seqlen), p.batch * p.n_groups);
     selective_scan_fwd_lanes_bc_kernel<IO<kType>><<<bc_grid, 256, 0, stream>>>(p, bc);
     fwd_check(cudaGetLastError());
+#ifdef __CUDACC__
+    if (fwd_lanes_pdl_ok()) {
+      // Programmatic dependent launch: the scan kernel's blocks start (index math, A, the first raw inputs) while the
+      // tile kernel finishes, and wait for its writes before the first tile load (griddepcontrol.wait). H200: S3 bf16
+      // about 1% faster (docs/perf.md, seventeenth session).
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = fwd_lanes_grid(p);
+      cfg.blockDim = dim3(kLnThreads);
+      cfg.stream = stream;
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[0].val.programmaticStreamSerializationAllowed = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      fwd_check(
+          cudaLaunchKernelEx(&cfg, selective_scan_fwd_lanes_kernel<IO<kType>>, p, static_cast<const float*>(bc)));
+      return;
+    }
+#endif
     selective_scan_fwd_lanes_kernel<IO<kType>><<<fwd_lanes_grid(p), kLnThreads, 0, stream>>>(p, bc);
     fwd_check(cudaGetLastError());
   }
