@@ -21,10 +21,12 @@
 //   pass B:  from that state, h = a h + bx and the partial C.h of each step, from registers; the 4 quads' partials
 //            are reduce-scattered (xor 16, xor 8), which leaves lane (j, tau) steps s0, s0 + 1: gate and store.
 // B and C are read as fp32 tiles that a small kernel writes first (selective_scan_fwd_lanes_bc_kernel): each value is
-// read by every channel of its group (L1 hits after the first warp), and no lane widens 16-bit values. A chunk's B is
-// loaded right after the previous chunk's pass A and its C right after the previous pass B, into the registers that
-// just went dead, so both have a chunk's time to arrive. Warps never wait for each other (no shared staging, no block
-// barrier).
+// read by every channel of its group (L1 hits after the first warp), and no lane widens 16-bit values. The source
+// loads a chunk's B right after the previous chunk's pass A and its C right after the previous pass B, into the
+// registers that just went dead; ptxas sinks both to the end of the loop body and gives every global load of the loop
+// one scoreboard, so the first B product waits for all of them (~a third of a chunk after issue; feeding the tiles
+// any other way measured slower, docs/perf.md, seventeenth session). Warps never wait for each other (no shared
+// staging, no block barrier).
 #pragma once
 
 namespace mamba {
@@ -178,8 +180,9 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   uint32_t ru1 = ln_load_pair(xu, T, L - s0), rd1 = ln_load_pair(xdl, T, L - s0);
   uint32_t rz1 = p.has_z ? ln_load_pair(xz, T, L - s0) : 0u;
 
-  // B and C of chunk 0 now; those of chunk c + 1 after chunk c's pass A (B) and pass B (C), into the registers that
-  // just went dead (the zero tile after the last chunk keeps those loads in bounds).
+  // B and C of chunk 0 now; those of chunk c + 1 after chunk c's pass A (B) and pass B (C) in the source (ptxas issues
+  // both at the loop end), into the registers that just went dead (the zero tile after the last chunk keeps those
+  // loads in bounds).
   float4 Bv[4][2], Cv[4][2];
   // Rows r0 + q of a tile (B: r0 0, C: r0 16), the lane's float4 at tau and 8 + tau.
   auto load_rows = [&](float4 (&v)[4][2], const float4* tp, int r0) {
