@@ -11,8 +11,9 @@
 // Warp = one channel; lane = 8 j + tau: quad j holds states 4j .. 4j+3, time-lane tau owns steps 8 tau .. 8 tau + 7
 // of every kLnChunk-step chunk. Per chunk:
 //   convert: lane (j, tau) converts steps s0 = 8 tau + 2j and s0 + 1 (dt with bias and softplus, dt u, D u, the gate)
-//            from raw values it loaded two chunks earlier; dt and dt u go through a per-warp shared row, D u and the
-//            gate stay in its registers (the lane gates the same two steps at the end);
+//            from raw values it loaded two chunks earlier; dt and dt u go through a per-warp shared row (two
+//            buffers, alternating by chunk), D u and the gate stay in its registers (the lane gates the same two steps
+//            in pass B);
 //   pass A:  the lane's 8 decays a = exp2(dt A2) (all of them first, so the B tile has their time to arrive), then
 //            the inputs bx = dt u B per state into registers and its local end state hl from zero;
 //   scan:    the lane's map h -> P h + hl (P = exp2(A2 sum dt)); the chunk's entering state is folded into
@@ -20,12 +21,16 @@
 //            leaves each lane the true state after its steps; the state entering a lane is its left neighbour's;
 //   pass B:  from that state, h = a h + bx and the partial C.h of each step, from registers; the 4 quads' partials
 //            are reduce-scattered (xor 16, xor 8), which leaves lane (j, tau) steps s0, s0 + 1: gate and store.
+// The loop is rotated: iteration c runs pass B and the output of chunk c - 1, then the conversion, pass A and scan of
+// chunk c. The two halves do not depend on each other, so ptxas interleaves them (the conversion's MUFU chain with
+// the reduce-scatter's shuffles) and a chunk's tiles are loaded in the same iteration as their pass A, after the
+// previous pass B freed their registers (H200, S3 bf16: ~1.5% faster than the loop in chunk order; docs/perf.md,
+// eighteenth session).
 // B and C are read as fp32 tiles that a small kernel writes first (selective_scan_fwd_lanes_bc_kernel): each value is
-// read by every channel of its group (L1 hits after the first warp), and no lane widens 16-bit values. The source
-// loads a chunk's B right after the previous chunk's pass A and its C right after the previous pass B, into the
-// registers that just went dead; ptxas sinks both to the end of the loop body and gives every global load of the loop
-// one scoreboard, so the first B product waits for all of them (~a third of a chunk after issue; feeding the tiles
-// any other way measured slower, docs/perf.md, seventeenth session). Warps never wait for each other (no shared
+// read by every channel of its group (L1 hits after the first warp), and no lane widens 16-bit values. ptxas gives
+// every global load of the loop one scoreboard, so where it places the tile loads decides what the first use of any
+// loaded value waits for: compare the loop's load positions in the cubin after any change (a build that sank two C
+// loads to the loop end ran 18% slower; docs/perf.md, eighteenth session). Warps never wait for each other (no shared
 // staging, no block barrier).
 #pragma once
 
@@ -43,8 +48,8 @@ static_assert(kScanCheckpointChunk % kLnSub == 0 && kLnChunk == 2 * kScanCheckpo
               "time-lanes 0 and 4 start the chunk's two checkpoint intervals");
 
 __host__ __device__ inline int ln_chunks(int L) { return (L + kLnChunk - 1) / kLnChunk; }
-// Tiles per (batch, group): one more than the chunks (zeros), so the chunk-ahead loads need no bounds test.
-__host__ __device__ inline int ln_tiles(int L) { return ln_chunks(L) + 1; }
+// Tiles per (batch, group): one per chunk.
+__host__ __device__ inline int ln_tiles(int L) { return ln_chunks(L); }
 
 // Position of chunk step s in a tile row: steps 8 tau .. 8 tau + 3 at float4 tau, 8 tau + 4 .. + 7 at float4 8 + tau,
 // so the 8 lanes of a quarter-warp (tau 0..7) read 128 contiguous bytes per 16-byte load.
@@ -59,7 +64,7 @@ inline bool fwd_lanes_ok(const SelectiveScanParams& p) {
 }
 
 // B/C tiles: (batch, n_groups, ln_tiles(L), 32, kLnChunk) fp32; rows B_0 .. B_15, C_0 .. C_15, steps in ln_pos
-// order, zeros past L.
+// order.
 inline size_t fwd_lanes_workspace_bytes(const SelectiveScanParams& p) {
   return align_up(static_cast<size_t>(p.batch) * p.n_groups * ln_tiles(p.seqlen) * kLnTile * sizeof(float));
 }
@@ -103,6 +108,20 @@ __device__ __forceinline__ void mul_if(int on, float& P, float Pu) {
 #endif
 }
 
+// softplus(x) = max(x, 0) + ln 2 log2(1 + e), e = exp(-|x|), with the MUFU exp and log: 6 instructions where softplusf's
+// polynomial log1p takes 12. Its absolute error (the MUFU log's and the rounding of 1 + e, ~2e-7) is below the
+// rounding of the 16-bit delta this kernel takes.
+__device__ __forceinline__ float ln_softplus(float x) {
+  const float e = mufu_exp(-fabsf(x));
+  float l;
+#ifdef __CUDA_ARCH__
+  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(l) : "f"(1.f + e));
+#else
+  l = log2f(1.f + e);
+#endif
+  return fmaf(l, 0.69314718f, fmaxf(x, 0.f));
+}
+
 // Two adjacent 16-bit values of a row as one word: row[t], row[t + 1], or zeros where t >= L (even t and L: both
 // inside or both outside).
 template <class raw>
@@ -129,7 +148,7 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   static_assert(sizeof(raw) == 2, "16-bit inputs only (fwd_lanes_ok)");
   constexpr int N = 16, T = kLnChunk;
   // Per warp: dt and dt u of the chunk, ln_pos order (read by the 4 quads of each time-lane).
-  __shared__ float4 s_dt[kLnWarps * 2 * (T / 4)];
+  __shared__ float4 s_dt[kLnWarps * 2 * 2 * (T / 4)];
   const int L = p.seqlen;
   const int gs = p.dim / p.n_groups;
   const int tiles = (gs + kLnWarps - 1) / kLnWarps;
@@ -141,9 +160,11 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   const int d = g * gs + ch;
   const size_t bd = static_cast<size_t>(b) * p.dim + d, row = bd * L;
   const int n_chunks = ln_chunks(L);
-  float4* sdt = s_dt + warp * 2 * (T / 4);
-  float* sdt_f = reinterpret_cast<float*>(sdt);
-  float* sdtu_f = sdt_f + T;
+  // Two dt buffers per warp, alternating by chunk: a buffer is rewritten only after every lane has passed the
+  // __syncwarp that followed its last reads, and the indices into it are carried by the loop (one XOR each per chunk)
+  // rather than recomputed from the thread index in every chunk, as ptxas did with one buffer.
+  constexpr int kDtBuf = 2 * T;  // floats per buffer: dt, then dt u
+  float* s_dt_f = reinterpret_cast<float*>(s_dt);
 
   // This lane's float4s of a tile: rows 4j + q (B) and 16 + 4j + q (C), at tau and 8 + tau.
   const float4* bc_lane =
@@ -180,9 +201,8 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   uint32_t ru1 = ln_load_pair(xu, T, L - s0), rd1 = ln_load_pair(xdl, T, L - s0);
   uint32_t rz1 = p.has_z ? ln_load_pair(xz, T, L - s0) : 0u;
 
-  // B and C of chunk 0 now; those of chunk c + 1 after chunk c's pass A (B) and pass B (C) in the source (ptxas issues
-  // both at the loop end), into the registers that just went dead (the zero tile after the last chunk keeps those
-  // loads in bounds).
+  // The tiles of chunk c, loaded in iteration c after the pass B that used chunk c - 1's: B for pass A in the same
+  // iteration, C for pass B in the next.
   float4 Bv[4][2], Cv[4][2];
   // Rows r0 + q of a tile (B: r0 0, C: r0 16), the lane's float4 at tau and 8 + tau.
   auto load_rows = [&](float4 (&v)[4][2], const float4* tp, int r0) {
@@ -197,12 +217,50 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
   // complete and visible after this (a no-op in an ordinary launch).
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-  load_rows(Bv, bc_lane, 0);
-  load_rows(Cv, bc_lane, 16);
+  // Iteration ck runs pass B and the output of chunk ck - 1, then the conversion, pass A and scan of chunk ck (see the
+  // top of this file). In iteration 0 chunk -1 is all zeros (its output, zeros, goes to chunk 0's place and is
+  // rewritten in iteration 1); the last chunk's pass B follows the loop. a, bx, h, du_p, gate_p: the previous chunk's.
+  float a[kLnSub][4], bx[kLnSub][4], h[4], du_p[2] = {0.f, 0.f}, gate_p[2] = {0.f, 0.f};
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    h[q] = 0.f;
+    Cv[q][0] = Cv[q][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int i = 0; i < kLnSub; ++i) a[i][q] = bx[i][q] = 0.f;
+  }
+  // Pass B of the previous chunk: the true states of the lane's steps and their partial C.h, state by state; then
+  // the sum over the channel's 4 quads (lanes xor 16, xor 8): lanes with j & 2 keep steps 4-7, then j & 1 the upper
+  // pair of those, leaving lane (j, tau) steps 8 tau + 2j + {0, 1} = s0, s0 + 1.
+  auto pass_b = [&](float (&ys)[2]) {
+    float y[kLnSub];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      float Cq[kLnSub];
+      ln_flat8(Cv[q][0], Cv[q][1], Cq);
+#pragma unroll
+      for (int i = 0; i < kLnSub; ++i) {
+        h[q] = fmaf(a[i][q], h[q], bx[i][q]);
+        y[i] = q == 0 ? Cq[i] * h[q] : fmaf(Cq[i], h[q], y[i]);
+      }
+    }
+    float qy[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      qy[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], 16);
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+      ys[i] = (hiB ? qy[2 + i] : qy[i]) + __shfl_xor_sync(0xffffffffu, hiB ? qy[i] : qy[2 + i], 8);
+  };
+  int dt_w = warp * 2 * kDtBuf + ln_pos(s0);  // float index of the lane's dt pair in the current buffer
+  int dt_r = (warp * 2 * kDtBuf) / 4 + tau;    // float4 index of the time-lane's first dt float4
   for (int ck = 0; ck < n_chunks; ++ck) {
     const int t0 = ck * T;
     const float4* tile_p = bc_lane + static_cast<size_t>(ck) * kTile4;
-    const float4* tile_n = tile_p + kTile4;
+
+    float ys[2];
+    pass_b(ys);
+    load_rows(Bv, tile_p, 0);
+    load_rows(Cv, tile_p, 16);
 
     // Convert steps s0, s0 + 1 of this chunk; then load those of chunk ck + 2.
     float u2[2], x2[2], z2[2] = {0.f, 0.f};
@@ -217,8 +275,8 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     rz1 = __ldg(reinterpret_cast<const uint32_t*>(xz + tn));
     x2[0] += bias;
     x2[1] += bias;
-    x2[0] = softplusf(x2[0]);
-    x2[1] = softplusf(x2[1]);
+    x2[0] = ln_softplus(x2[0]);
+    x2[1] = ln_softplus(x2[1]);
     float du[2], gate[2];
     float2 dt2, dtu2;
     dt2.x = x2[0];
@@ -229,19 +287,24 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
       du[i] = Dd * u2[i];
       gate[i] = silu_fast(z2[i]);
     }
-    __syncwarp();  // every lane has read the previous chunk's dt
-    const int pf = ln_pos(s0);
-    *reinterpret_cast<float2*>(sdt_f + pf) = dt2;
-    *reinterpret_cast<float2*>(sdtu_f + pf) = dtu2;
+    // The previous chunk's output (in iteration 0: zeros into chunk 0's place, so the loop body has no branch).
+    store_pair<Io>(xo + max(t0 - T, 0), (ys[0] + du_p[0]) * gate_p[0], (ys[1] + du_p[1]) * gate_p[1]);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) du_p[i] = du[i], gate_p[i] = gate[i];
+    // No __syncwarp before: this buffer was last read two chunks ago, before the previous chunk's __syncwarp below.
+    *reinterpret_cast<float2*>(s_dt_f + dt_w) = dt2;
+    *reinterpret_cast<float2*>(s_dt_f + dt_w + T) = dtu2;
     __syncwarp();
     // The time-lane's 8 steps: float4 tau and 8 + tau of each row (dt at 0, dt u at T / 4).
     float dt[kLnSub], dtu[kLnSub];
-    ln_flat8(sdt[tau], sdt[8 + tau], dt);
-    ln_flat8(sdt[T / 4 + tau], sdt[T / 4 + 8 + tau], dtu);
+    ln_flat8(s_dt[dt_r], s_dt[dt_r + 8], dt);
+    ln_flat8(s_dt[dt_r + T / 4], s_dt[dt_r + T / 4 + 8], dtu);
+    dt_w ^= kDtBuf;
+    dt_r ^= kDtBuf / 4;
 
     // Pass A: every decay first (their MUFU time covers the B tile's arrival; the __syncwarp keeps ptxas from starting
     // the B products earlier), then the inputs and the local end state from zero.
-    float a[kLnSub][4], bx[kLnSub][4], hl[4];
+    float hl[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q)
 #pragma unroll
@@ -257,7 +320,6 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
         hl[q] = i == 0 ? bx[0][q] : fmaf(a[i][q], hl[q], bx[i][q]);
       }
     }
-    load_rows(Bv, tile_n, 0);
     const float sdt_l = ((dt[0] + dt[1]) + (dt[2] + dt[3])) + ((dt[4] + dt[5]) + (dt[6] + dt[7]));
     float P[4];
 #pragma unroll
@@ -284,7 +346,6 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
       }
     }
     // The state entering this lane's steps: time-lane tau-1's (the carry for 0); the next chunk's: time-lane 7's.
-    float h[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       const float He = __shfl_up_sync(0xffffffffu, hl[q], 1);
@@ -294,31 +355,11 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
     // Checkpoint: the state before step t0 + 8 tau, a multiple of kScanCheckpointChunk for tau 0 and 4.
     if (ck_lane) *reinterpret_cast<float4*>(ck_ptr) = make_float4(h[0], h[1], h[2], h[3]);
     ck_ptr += (kLnChunk / kScanCheckpointChunk) * N;
-    // Pass B: the true states of the lane's steps and their partial C.h, state by state.
-    float y[kLnSub];
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      float Cq[kLnSub];
-      ln_flat8(Cv[q][0], Cv[q][1], Cq);
-#pragma unroll
-      for (int i = 0; i < kLnSub; ++i) {
-        h[q] = fmaf(a[i][q], h[q], bx[i][q]);
-        y[i] = q == 0 ? Cq[i] * h[q] : fmaf(Cq[i], h[q], y[i]);
-      }
-    }
-    load_rows(Cv, tile_n, 16);
-    // Sum over the channel's 4 quads (lanes xor 16, xor 8): lanes with j & 2 keep steps 4-7, then j & 1 the upper
-    // pair of those, leaving lane (j, tau) steps 8 tau + 2j + {0, 1} = s0, s0 + 1.
-    float qy[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      qy[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], 16);
+  }
+  {
     float ys[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      ys[i] = (hiB ? qy[2 + i] : qy[i]) + __shfl_xor_sync(0xffffffffu, hiB ? qy[i] : qy[2 + i], 8);
-    const float o0 = (ys[0] + du[0]) * gate[0], o1 = (ys[1] + du[1]) * gate[1];
-    store_pair<Io>(xo + t0, o0, o1);
+    pass_b(ys);
+    store_pair<Io>(xo + (n_chunks - 1) * T, (ys[0] + du_p[0]) * gate_p[0], (ys[1] + du_p[1]) * gate_p[1]);
   }
   if (p.last_state != nullptr && tau == 0)
     *reinterpret_cast<float4*>(p.last_state + bd * N + 4 * j) = make_float4(carry[0], carry[1], carry[2], carry[3]);
