@@ -250,6 +250,18 @@ __device__ __forceinline__ float4 widen4(uint32_t w0, uint32_t w1) {
                      Io::load(static_cast<raw>(w1 & 0xffffu)), Io::load(static_cast<raw>(w1 >> 16)));
 }
 
+// Reduce-scatter of 8 steps' partial sums over the 4 lanes of a channel that differ in the lane bits xa and xb: lanes
+// with hiA (bit xa set) keep steps 4-7 and send 0-3 (xor xa), the others the reverse; then of those four, lanes with
+// hiB (bit xb) keep the upper pair. out[0], out[1]: the lane's 2 steps summed over the 4 lanes.
+__device__ __forceinline__ void reduce_scatter8(const float (&y)[8], bool hiA, bool hiB, int xa, int xb, float* out) {
+  float q[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) q[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], xa);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    out[i] = (hiB ? q[2 + i] : q[i]) + __shfl_xor_sync(0xffffffffu, hiB ? q[i] : q[2 + i], xb);
+}
+
 // Two adjacent values of a row (dst 4-byte aligned for 16-bit types, 8-byte for fp32), one store.
 template <class Io>
 __device__ __forceinline__ void store_pair(typename Io::raw* dst, float a, float b) {

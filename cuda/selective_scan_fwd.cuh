@@ -670,15 +670,9 @@ __global__ void __launch_bounds__(kFastThreads, kMinBlocks)
             y[4 * h4 + s] = fmaf(cv.w, h[3], fmaf(cv.z, h[2], fmaf(cv.y, h[1], cv.x * h[0])));
           }
         }
-        // xor 2: lanes with j < 2 keep steps 0-3 and send 4-7, the others the reverse; xor 1: of those four, lanes
-        // with even j keep the first two.
-        float q[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          q[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], 2);
-#pragma unroll
-        for (int i = 0; i < 2; ++i)
-          ys[2 * g8 + i] = (hiB ? q[2 + i] : q[i]) + __shfl_xor_sync(0xffffffffu, hiB ? q[i] : q[2 + i], 1);
+        // xor 2: lanes with j < 2 keep steps 0-3, the others 4-7; xor 1: of those four, lanes with even j keep the
+        // first two.
+        reduce_scatter8(y, hiA, hiB, 2, 1, ys + 2 * g8);
       }
       // Gate and store: lane j's steps 8g + 2j, +1 -> two adjacent output-dtype values of the staging row.
       const float4* dg4 = reinterpret_cast<const float4*>(sDg + cl * kFastPitch + 2 * j);  // steps 8g+2j, +1: dg4[4g]

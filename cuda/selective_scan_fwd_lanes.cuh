@@ -243,13 +243,7 @@ __global__ void __launch_bounds__(kLnThreads, kLnMinBlocks)
         y[i] = q == 0 ? Cq[i] * h[q] : fmaf(Cq[i], h[q], y[i]);
       }
     }
-    float qy[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      qy[i] = (hiA ? y[4 + i] : y[i]) + __shfl_xor_sync(0xffffffffu, hiA ? y[i] : y[4 + i], 16);
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      ys[i] = (hiB ? qy[2 + i] : qy[i]) + __shfl_xor_sync(0xffffffffu, hiB ? qy[i] : qy[2 + i], 8);
+    reduce_scatter8(y, hiA, hiB, 16, 8, ys);
   };
   int dt_w = warp * 2 * kDtBuf + ln_pos(s0);  // float index of the lane's dt pair in the current buffer
   int dt_r = (warp * 2 * kDtBuf) / 4 + tau;    // float4 index of the time-lane's first dt float4
